@@ -1,0 +1,49 @@
+# `make demo` and `make test` work on a fresh clone: each creates .venv when missing and installs
+# rlscale with the exact versions in constraints.txt (torch pinned to the 2.13.0 CPU build).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+INSTALLED := $(VENV)/.installed
+BENCH_INSTALLED := $(VENV)/.installed-bench
+PYTEST_FLAGS ?=
+
+.PHONY: install demo test test-fast lint bench clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# torch first, from the pinned CPU build, so nothing later pulls a CUDA build.
+	$(PIP) install --quiet -c constraints.txt torch==2.13.0
+	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+$(BENCH_INSTALLED): $(INSTALLED)
+	$(PIP) install --quiet -c constraints.txt -e '.[dev,bench]'
+	touch $@
+
+# PPO on CartPole-v1 on an embedded local Ray until mean return >= 450, then a greedy evaluation.
+demo: install
+	@set -e; \
+	checkpoint=$$($(BIN)/rlscale train ppo --env CartPole-v1 --stop-reward 450 --seed 0 | tail -n 1); \
+	$(BIN)/rlscale evaluate "$$checkpoint" --episodes 10; \
+	echo "checkpoint:     $$checkpoint"; \
+	echo "learning curve: $$(dirname "$$checkpoint")/learning_curve.png"
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_FLAGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_FLAGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: $(BENCH_INSTALLED)
+	$(BIN)/python benchmarks/ppo_cartpole.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,243 @@
+"""PPO on CartPole-v1: env steps and wall time to a mean return of 475, three ways, in one run.
+
+    .venv/bin/python benchmarks/ppo_cartpole.py [--seeds 0 1 2] [--max-steps 300000]
+
+- rlscale:     ``rlscale.train`` with rlscale's PPO defaults (what ``rlscale train ppo`` runs);
+- rllib-stock: RLlib's ``PPOConfig()`` with nothing changed but the environment and the seed;
+- sb3:         Stable-Baselines3 PPO with the rl-zoo hyper-parameters for CartPole-v1 (read from
+               the installed rl_zoo3 package).
+
+"Mean return" is the mean over the last 100 finished training episodes for all three (RLlib's
+smoothing window and SB3's ep_info_buffer). Wall time runs from building the algorithm to the
+iteration that crosses 475; Ray's start-up is measured once and reported apart. A run that does
+not reach 475 within --max-steps is reported as not reached. Writes a JSON file and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+TARGET = 475.0
+ENV = "CartPole-v1"
+RESULTS = Path(__file__).resolve().parent / "results" / "ppo_cartpole.json"
+
+
+@dataclass
+class Run:
+    peer: str
+    seed: int
+    reached: bool
+    env_steps: int
+    wall_s: float
+    final_return: float
+
+
+def run_rlscale(seed: int, max_steps: int) -> Run:
+    import rlscale
+
+    with tempfile.TemporaryDirectory() as output:
+        spec = rlscale.ExperimentSpec(
+            algorithm="ppo",
+            env=ENV,
+            seed=seed,
+            output=output,
+            name=f"bench-{seed}",
+            stop={"reward": TARGET, "timesteps": max_steps},
+            checkpoint={"every": 0},
+        )
+        result = rlscale.train(spec)
+    final = result.final
+    return Run(
+        "rlscale",
+        seed,
+        final.return_mean >= TARGET,
+        final.env_steps,
+        result.wall_s,
+        final.return_mean,
+    )
+
+
+def run_rllib_stock(seed: int, max_steps: int) -> Run:
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    started = time.perf_counter()
+    algo = PPOConfig().environment(ENV).debugging(seed=seed).build_algo()
+    try:
+        while True:
+            result = algo.train()
+            steps = int(result["num_env_steps_sampled_lifetime"])
+            mean = result["env_runners"].get("episode_return_mean") or float("nan")
+            if mean >= TARGET or steps >= max_steps:
+                return Run(
+                    "rllib-stock", seed, mean >= TARGET, steps, time.perf_counter() - started, mean
+                )
+    finally:
+        algo.stop()
+
+
+def rl_zoo_hyperparameters() -> dict:
+    import rl_zoo3
+    import yaml
+
+    path = Path(rl_zoo3.__file__).parent / "hyperparams" / "ppo.yml"
+    return dict(yaml.safe_load(path.read_text())[ENV])
+
+
+def linear_schedule(spec: str | float) -> Callable[[float], float] | float:
+    """rl-zoo's ``lin_<start>`` strings: decay linearly from start to 0 over training."""
+    if isinstance(spec, str) and spec.startswith("lin_"):
+        start = float(spec.removeprefix("lin_"))
+        return lambda progress_remaining: progress_remaining * start
+    return spec
+
+
+def run_sb3(seed: int, max_steps: int) -> Run:
+    import numpy as np
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+
+    hp = rl_zoo_hyperparameters()
+    n_envs = hp.pop("n_envs")
+    hp.pop("n_timesteps")
+    policy = hp.pop("policy")
+    for key in ("learning_rate", "clip_range"):
+        hp[key] = linear_schedule(hp[key])
+
+    class StopAtTarget(BaseCallback):
+        """Records steps and time when the 100-episode mean first reaches the target, then stops."""
+
+        hit: tuple[int, float] | None = None
+
+        def _on_step(self) -> bool:
+            return self.hit is None
+
+        def _on_rollout_end(self) -> None:
+            buffer = self.model.ep_info_buffer
+            if self.hit is None and buffer and np.mean([i["r"] for i in buffer]) >= TARGET:
+                self.hit = (self.model.num_timesteps, time.perf_counter() - started)
+
+    started = time.perf_counter()
+    model = PPO(policy, make_vec_env(ENV, n_envs=n_envs, seed=seed), seed=seed, device="cpu", **hp)
+    callback = StopAtTarget()
+    model.learn(total_timesteps=max_steps, callback=callback)
+    mean = float(np.mean([info["r"] for info in model.ep_info_buffer]))
+    steps, wall_s = callback.hit or (int(model.num_timesteps), time.perf_counter() - started)
+    return Run("sb3", seed, callback.hit is not None, steps, wall_s, mean)
+
+
+PEERS: dict[str, Callable[[int, int], Run]] = {
+    "rlscale": run_rlscale,
+    "rllib-stock": run_rllib_stock,
+    "sb3": run_sb3,
+}
+
+
+def summarize(runs: list[Run]) -> list[dict]:
+    rows = []
+    for peer in PEERS:
+        mine = [run for run in runs if run.peer == peer]
+        if not mine:
+            continue
+        reached = [run for run in mine if run.reached]
+        rows.append(
+            {
+                "peer": peer,
+                "reached": f"{len(reached)}/{len(mine)}",
+                "median_env_steps": statistics.median(r.env_steps for r in reached)
+                if reached
+                else None,
+                "env_steps": [r.env_steps for r in mine],
+                "median_wall_s": statistics.median(r.wall_s for r in reached) if reached else None,
+                "wall_s": [round(r.wall_s, 1) for r in mine],
+            }
+        )
+    base = next((row for row in rows if row["peer"] == "rlscale"), None)
+    for row in rows:
+        for key in ("median_env_steps", "median_wall_s"):
+            ratio = None
+            if base and base[key] and row[key]:
+                ratio = round(row[key] / base[key], 2)
+            row[key.replace("median_", "ratio_to_rlscale_")] = ratio
+    return rows
+
+
+def print_table(rows: list[dict], ray_start_s: float) -> None:
+    print(f"\nPPO on {ENV}, to mean return {TARGET:g} (Ray start {ray_start_s:.1f}s, excluded)")
+    print(
+        "| peer | reached | median env steps | median wall s | steps vs rlscale | time vs rlscale |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    for row in rows:
+
+        def fmt(value, spec=",.0f"):
+            return "n/a" if value is None else format(value, spec)
+
+        print(
+            f"| {row['peer']} | {row['reached']} | {fmt(row['median_env_steps'])} "
+            f"| {fmt(row['median_wall_s'], '.1f')} "
+            f"| {fmt(row['ratio_to_rlscale_env_steps'], '.2f')}x "
+            f"| {fmt(row['ratio_to_rlscale_wall_s'], '.2f')}x |"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--max-steps", type=int, default=300_000)
+    parser.add_argument("--peers", nargs="+", choices=list(PEERS), default=list(PEERS))
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    import ray
+
+    from rlscale.platform.runtime import start_local_ray
+
+    started = time.perf_counter()
+    start_local_ray()
+    ray_start_s = time.perf_counter() - started
+
+    runs: list[Run] = []
+    for peer in args.peers:
+        for seed in args.seeds:
+            run = PEERS[peer](seed, args.max_steps)
+            print(
+                f"{peer:<12} seed {seed}: reached={run.reached} steps={run.env_steps:,} "
+                f"wall={run.wall_s:.1f}s final mean return={run.final_return:.1f}",
+                flush=True,
+            )
+            runs.append(run)
+    ray.shutdown()
+
+    rows = summarize(runs)
+    print_table(rows, ray_start_s)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "benchmark": "ppo_cartpole",
+                "target": TARGET,
+                "env": ENV,
+                "ray_start_s": ray_start_s,
+                "max_steps": args.max_steps,
+                "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
+                "runs": [asdict(run) for run in runs],
+                "summary": rows,
+            },
+            indent=2,
+        )
+    )
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

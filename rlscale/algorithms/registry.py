@@ -1,0 +1,136 @@
+"""Algorithm registry: names users type -> RLlib config classes that hold rlscale's defaults.
+
+Each family package registers its algorithms on import; :func:`get_algorithm` and
+:func:`list_algorithms` import them all first, so callers never depend on import order.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+
+from rlscale.errors import IncompatibleSpaceError, SpecError, UnknownAlgorithmError, did_you_mean
+
+if TYPE_CHECKING:
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+FAMILY_PACKAGES = (
+    "rlscale.algorithms.policy_gradient",
+    "rlscale.algorithms.value_based",
+)
+
+SpaceCheck = Callable[[gym.Space, gym.Space], str | None]
+"""(observation_space, action_space) -> None when the algorithm fits, else why it does not."""
+
+
+@dataclass(frozen=True)
+class AlgorithmEntry:
+    name: str
+    family: str
+    summary: str
+    config_class: Callable[[], AlgorithmConfig]
+    space_checks: tuple[SpaceCheck, ...] = field(default_factory=tuple)
+
+    def make_config(self) -> AlgorithmConfig:
+        """A fresh config carrying rlscale's defaults for this algorithm."""
+        return self.config_class()
+
+    def incompatibility(self, observation_space: gym.Space, action_space: gym.Space) -> str | None:
+        for check in self.space_checks:
+            problem = check(observation_space, action_space)
+            if problem:
+                return problem
+        return None
+
+
+_REGISTRY: dict[str, AlgorithmEntry] = {}
+
+
+def register_algorithm(entry: AlgorithmEntry) -> AlgorithmEntry:
+    """Add (or replace) an algorithm under ``entry.name``."""
+    _REGISTRY[entry.name] = entry
+    return entry
+
+
+def _load_families() -> None:
+    for package in FAMILY_PACKAGES:
+        importlib.import_module(package)
+
+
+def list_algorithms() -> list[AlgorithmEntry]:
+    _load_families()
+    return sorted(_REGISTRY.values(), key=lambda entry: (entry.family, entry.name))
+
+
+def get_algorithm(name: str) -> AlgorithmEntry:
+    _load_families()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    names = sorted(_REGISTRY)
+    raise UnknownAlgorithmError(
+        f"unknown algorithm '{name}'.{did_you_mean(name, names)} "
+        f"Registered algorithms: {', '.join(names)} (see `rlscale algos`)."
+    )
+
+
+def check_spaces(
+    entry: AlgorithmEntry, observation_space: gym.Space, action_space: gym.Space, env_name: str
+) -> None:
+    """Raise a clear error, listing the algorithms that do fit, when ``entry`` cannot run here."""
+    problem = entry.incompatibility(observation_space, action_space)
+    if problem is None:
+        return
+    fitting = [
+        other.name
+        for other in list_algorithms()
+        if other.incompatibility(observation_space, action_space) is None
+    ]
+    raise IncompatibleSpaceError(
+        f"{entry.name} cannot run on {env_name}: {problem}. "
+        f"Algorithms that fit this environment: {', '.join(fitting) or 'none registered'}."
+    )
+
+
+def apply_hyperparameters(
+    config: AlgorithmConfig, hyperparameters: dict[str, Any], algorithm: str
+) -> AlgorithmConfig:
+    """Set ``hyperparameters`` on ``config``; an unknown key fails naming the nearest valid ones."""
+    valid = valid_hyperparameters(config)
+    for key in hyperparameters:
+        if key not in valid:
+            raise SpecError(
+                f"unknown hyper-parameter '{key}' for algorithm '{algorithm}' "
+                f"({type(config).__name__}).{did_you_mean(key, valid)} "
+                "Hyper-parameters are the attributes of the algorithm's RLlib config class."
+            )
+    try:
+        config.update_from_dict(hyperparameters)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise SpecError(f"bad hyper-parameter value for '{algorithm}': {exc}") from None
+    return config
+
+
+def valid_hyperparameters(config: AlgorithmConfig) -> set[str]:
+    keys = set(config.to_dict())
+    # to_dict() spells `lambda_` as `lambda`; accept both spellings.
+    keys |= {key + "_" for key in keys if hasattr(config, key + "_")}
+    return {key for key in keys if not key.startswith("_")}
+
+
+def discrete_actions_only(_: gym.Space, action_space: gym.Space) -> str | None:
+    if isinstance(action_space, gym.spaces.Discrete):
+        return None
+    return f"it needs a Discrete action space, and the action space is {action_space}"
+
+
+def vector_observations_only(observation_space: gym.Space, _: gym.Space) -> str | None:
+    if isinstance(observation_space, gym.spaces.Box):
+        return None
+    return (
+        "it needs a Box (vector) observation space, and the observation space is "
+        f"{observation_space}"
+    )

@@ -1,0 +1,19 @@
+"""Value-based family (DQN now; tabular Q-learning and SARSA join it)."""
+
+from rlscale.algorithms.registry import (
+    AlgorithmEntry,
+    discrete_actions_only,
+    register_algorithm,
+    vector_observations_only,
+)
+from rlscale.algorithms.value_based.dqn import RlscaleDQNConfig
+
+register_algorithm(
+    AlgorithmEntry(
+        name="dqn",
+        family="value_based",
+        summary="Deep Q-Network (RLlib DQN: double Q, dueling, n-step); discrete actions",
+        config_class=RlscaleDQNConfig,
+        space_checks=(discrete_actions_only, vector_observations_only),
+    )
+)

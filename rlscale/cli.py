@@ -1,0 +1,194 @@
+"""The ``rlscale`` command: a thin layer over ``rlscale.train`` and ``rlscale.evaluate``.
+
+Results a script reads go to stdout (the final checkpoint's path as the last line of ``train``;
+one JSON object as the last line of ``evaluate --json``); progress and messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rlscale.errors import RlscaleError
+
+app = typer.Typer(
+    name="rlscale",
+    help="Distributed reinforcement learning and offline RL on Ray RLlib.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+ADDRESS_HELP = "Ray cluster address (HOST:PORT); default RAY_ADDRESS, else an embedded local Ray."
+
+
+@app.command()
+def train(
+    algo: Annotated[Optional[str], typer.Argument(help="Algorithm (see `rlscale algos`).")] = None,
+    env: Annotated[
+        Optional[str], typer.Option("--env", help="Environment (see `rlscale envs`).")
+    ] = None,
+    config: Annotated[
+        Optional[Path], typer.Option("--config", help="YAML experiment spec.")
+    ] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run folder name.")] = None,
+    output: Annotated[
+        Optional[Path], typer.Option(help="Root folder for runs [default: runs].")
+    ] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    stop_reward: Annotated[Optional[float], typer.Option(help="Stop at this mean return.")] = None,
+    stop_iters: Annotated[Optional[int], typer.Option(help="Stop after N iterations.")] = None,
+    stop_timesteps: Annotated[Optional[int], typer.Option(help="Stop after N env steps.")] = None,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--set",
+            help="key=value: a hyper-parameter (lr=0.001) or a spec field "
+            "(resources.num_env_runners=2). Repeatable.",
+        ),
+    ] = None,
+    address: Annotated[Optional[str], typer.Option(help=ADDRESS_HELP)] = None,
+) -> None:
+    """Train until a stop rule holds; print the final checkpoint's path last."""
+    from rlscale.platform.runner import train as run_training
+    from rlscale.platform.spec import deep_merge, load_spec, parse_assignments
+
+    overrides = _flag_overrides(
+        algorithm=algo,
+        env=env,
+        name=name,
+        output=str(output) if output else None,
+        seed=seed,
+        stop={"reward": stop_reward, "iterations": stop_iters, "timesteps": stop_timesteps},
+    )
+    spec = load_spec(config, deep_merge(parse_assignments(set_ or []), overrides))
+    result = run_training(spec, address=address, console=err)
+    final = result.final
+    if final is not None:
+        mean = f"{final.return_mean:.1f}" if final.has_return else "n/a"
+        err.print(
+            f"stopped after {final.iteration} iterations, {final.env_steps:,} env steps, "
+            f"{result.wall_s:.0f}s: {result.stop_reason}; mean return {mean}",
+            highlight=False,
+        )
+    err.print(f"run folder:      {result.run_dir}", highlight=False)
+    err.print(f"learning curve:  {result.learning_curve}", highlight=False)
+    err.print("final checkpoint:", highlight=False)
+    print(result.checkpoint, flush=True)
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
+@app.command()
+def evaluate(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Checkpoint folder printed by `rlscale train`.")
+    ],
+    episodes: Annotated[int, typer.Option(help="Greedy episodes to run.")] = 10,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object as the last line.")
+    ] = False,
+    video: Annotated[Optional[Path], typer.Option(help="Record an mp4 per episode here.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for the evaluation episodes.")] = None,
+    address: Annotated[Optional[str], typer.Option(help=ADDRESS_HELP)] = None,
+) -> None:
+    """Restore a checkpoint and report the mean and spread of greedy returns."""
+    from rlscale.platform.evaluation import evaluate as run_evaluation
+
+    result = run_evaluation(
+        checkpoint, episodes=episodes, video_dir=video, address=address, seed=seed
+    )
+    err.print(
+        f"{result.episodes} greedy episodes: mean return {result.mean_return:.2f} "
+        f"± {result.std_return:.2f} (min {min(result.returns):.1f}, "
+        f"max {max(result.returns):.1f})",
+        highlight=False,
+    )
+    if result.video_dir is not None:
+        err.print(
+            f"videos: {len(result.videos)} mp4 file(s) in {result.video_dir}", highlight=False
+        )
+    if json_:
+        print(json.dumps(result.to_dict()), flush=True)
+    else:
+        print(
+            f"mean_return={result.mean_return:.4f} std_return={result.std_return:.4f} "
+            f"episodes={result.episodes}",
+            flush=True,
+        )
+
+
+@app.command()
+def envs(
+    family: Annotated[
+        Optional[str],
+        typer.Option(help="Only this family, e.g. classic_control, toy_text, mujoco, pettingzoo."),
+    ] = None,
+) -> None:
+    """List the environments rlscale can train on, with their spaces."""
+    from rlscale.envs import list_envs
+
+    table = Table("name", "kind", "observation space", "action space", "note")
+    for listing in list_envs(family=family):
+        table.add_row(*_listing_row(listing))
+    out.print(table)
+
+
+def _listing_row(listing: Any) -> list[str]:
+    def text(attribute: str) -> str:
+        value = getattr(listing, attribute, None)
+        return "" if value is None else str(value)
+
+    return [
+        text("name"),
+        text("kind"),
+        text("observation_space"),
+        text("action_space"),
+        text("note"),
+    ]
+
+
+@app.command()
+def algos() -> None:
+    """List the registered algorithms, one line each."""
+    from rlscale.algorithms import list_algorithms
+
+    for entry in list_algorithms():
+        print(f"{entry.name:<12} {entry.family:<16} {entry.summary}")
+
+
+def _flag_overrides(**flags: Any) -> dict[str, Any]:
+    """Only the flags actually given, so they override the file and nothing else."""
+    overrides: dict[str, Any] = {}
+    for key, value in flags.items():
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if v is not None}
+            if value:
+                overrides[key] = value
+        elif value is not None:
+            overrides[key] = value
+    return overrides
+
+
+def main() -> None:
+    """Console-script entry point: user errors print one message, never a traceback.
+
+    Typer handles usage errors (unknown option, missing argument) itself and exits 2.
+    """
+    try:
+        app()
+    except RlscaleError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

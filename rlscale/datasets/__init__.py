@@ -1,0 +1,1 @@
+"""Minari datasets: collection, loading, validation and streaming through Ray Data."""

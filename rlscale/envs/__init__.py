@@ -1,0 +1,22 @@
+"""Environments by name: Gymnasium (classic control, toy text, MuJoCo, ...) and PettingZoo.
+
+``resolve_env`` checks a name and reads its spaces, ``make_env`` builds the environment (an RLlib
+``MultiAgentEnv`` for PettingZoo names), ``register_with_rllib`` gives RLlib a creator it can call
+on every EnvRunner, and ``list_envs`` backs ``rlscale envs``. Ray and PettingZoo load lazily.
+"""
+
+from rlscale.envs.info import RECORD_VIDEO_KEY, EnvInfo, EnvListing
+from rlscale.envs.registry import list_envs, make_env, resolve_env
+from rlscale.envs.rllib import MULTI_AGENT_MODES, multi_agent_policies, register_with_rllib
+
+__all__ = [
+    "MULTI_AGENT_MODES",
+    "RECORD_VIDEO_KEY",
+    "EnvInfo",
+    "EnvListing",
+    "list_envs",
+    "make_env",
+    "multi_agent_policies",
+    "register_with_rllib",
+    "resolve_env",
+]

@@ -1,0 +1,1 @@
+"""The runtime: experiment spec, Ray connection, runner, evaluation, outputs and progress."""

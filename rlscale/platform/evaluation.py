@@ -1,0 +1,111 @@
+"""``rlscale.evaluate(checkpoint)``: restore a checkpoint and run greedy episodes.
+
+The algorithm is rebuilt from the spec saved in the checkpoint, with one local EnvRunner, and
+its weights and connector states are restored; episodes run through RLlib's own EnvRunner with
+``explore=False`` (the module's ``forward_inference``), so connectors apply as in training.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rlscale.envs import RECORD_VIDEO_KEY
+from rlscale.errors import CheckpointError, OutputError
+from rlscale.platform.experiment import prepare
+from rlscale.platform.outputs import read_checkpoint
+from rlscale.platform.runtime import ray_session
+
+SOFTWARE_GL = "osmesa"
+"""MuJoCo's CPU renderer; needs Debian's libosmesa6 (see the README)."""
+
+
+@dataclass
+class EvaluationResult:
+    checkpoint: Path
+    returns: list[float]
+    lengths: list[int]
+    video_dir: Path | None = None
+    videos: list[Path] = field(default_factory=list)
+
+    @property
+    def episodes(self) -> int:
+        return len(self.returns)
+
+    @property
+    def mean_return(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std_return(self) -> float:
+        return float(np.std(self.returns))
+
+    def to_dict(self) -> dict:
+        return {
+            "checkpoint": str(self.checkpoint),
+            "episodes": self.episodes,
+            "mean_return": self.mean_return,
+            "std_return": self.std_return,
+            "min_return": float(np.min(self.returns)),
+            "max_return": float(np.max(self.returns)),
+            "mean_length": float(np.mean(self.lengths)),
+            "returns": self.returns,
+            "videos": [str(v) for v in self.videos],
+        }
+
+
+def evaluate(
+    checkpoint: str | Path,
+    episodes: int = 10,
+    video_dir: str | Path | None = None,
+    address: str | None = None,
+    seed: int | None = None,
+) -> EvaluationResult:
+    """Greedy returns of the policy in ``checkpoint`` over ``episodes`` episodes."""
+    if episodes < 1:
+        raise CheckpointError(f"--episodes must be at least 1, got {episodes}.")
+    info = read_checkpoint(checkpoint)
+    spec = info.spec.model_copy(deep=True)
+    spec.resources.num_env_runners = 0
+    spec.resources.num_envs_per_env_runner = 1
+    spec.resources.num_learners = 0
+    spec.resources.gpus_per_learner = 0
+    if seed is not None:
+        spec.seed = seed
+    video_path = _prepare_video_dir(video_dir) if video_dir is not None else None
+    if video_path is not None:
+        spec.env_config[RECORD_VIDEO_KEY] = str(video_path)
+    prepared = prepare(spec)
+    with ray_session(address):
+        algo = prepared.config.build_algo()
+        try:
+            algo.restore_from_path(str(info.path))
+            sampled = algo.env_runner.sample(num_episodes=episodes, explore=False)
+        finally:
+            algo.stop()
+    finished = [episode for episode in sampled if episode.is_done][:episodes]
+    return EvaluationResult(
+        checkpoint=info.path,
+        returns=[float(episode.get_return()) for episode in finished],
+        lengths=[len(episode) for episode in finished],
+        video_dir=video_path,
+        videos=sorted(video_path.glob("*.mp4")) if video_path else [],
+    )
+
+
+def _prepare_video_dir(video_dir: str | Path) -> Path:
+    path = Path(video_dir).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot create the video folder {path}: {exc.strerror or exc}."
+        ) from None
+    # MuJoCo picks its GL backend at import; without a display, render in software.
+    if not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", SOFTWARE_GL)
+        os.environ.setdefault("PYOPENGL_PLATFORM", SOFTWARE_GL)
+    return path

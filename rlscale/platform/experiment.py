@@ -1,0 +1,109 @@
+"""Spec -> RLlib AlgorithmConfig, in two steps.
+
+:func:`prepare` checks every name in the spec (algorithm, environment, hyper-parameters, spaces)
+and builds the config without Ray, so bad input fails before anything starts.
+:func:`place_on_cluster` then fits the config to the connected cluster (GPUs, CPU demand).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ray.rllib.callbacks.callbacks import RLlibCallback
+
+from rlscale.algorithms import AlgorithmEntry, apply_hyperparameters, check_spaces, get_algorithm
+from rlscale.envs import EnvInfo, multi_agent_policies, register_with_rllib, resolve_env
+from rlscale.platform.episode_stats import EpisodeTotals
+from rlscale.platform.runtime import check_cpu_demand, resolve_gpus_per_learner
+from rlscale.platform.spec import ExperimentSpec
+
+if TYPE_CHECKING:
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+
+@dataclass
+class PreparedExperiment:
+    spec: ExperimentSpec
+    """The spec as run: a missing seed is filled in, so the saved spec reproduces the run."""
+    algorithm: AlgorithmEntry
+    env: EnvInfo
+    config: AlgorithmConfig
+
+
+def prepare(spec: ExperimentSpec) -> PreparedExperiment:
+    """Check the spec against the registries and build its AlgorithmConfig; needs no Ray."""
+    if spec.seed is None:
+        spec = spec.model_copy(update={"seed": random.SystemRandom().randrange(2**31)})
+    entry = get_algorithm(spec.algorithm)
+    env_info = resolve_env(spec.env, spec.env_config)
+    _check_agent_spaces(entry, env_info)
+
+    config = entry.make_config()
+    apply_hyperparameters(config, spec.hyperparameters, spec.algorithm)
+    config.environment(env=register_with_rllib(spec.env), env_config=dict(spec.env_config))
+    config.debugging(seed=spec.seed)
+    _apply_resources(config, spec)
+    _track_episodes(config)
+    if env_info.is_multi_agent:
+        policies, mapping_fn = multi_agent_policies(env_info, spec.multi_agent.policies)
+        config.multi_agent(policies=policies, policy_mapping_fn=mapping_fn)
+    return PreparedExperiment(spec=spec, algorithm=entry, env=env_info, config=config)
+
+
+def place_on_cluster(
+    config: AlgorithmConfig, spec: ExperimentSpec, cluster_cpus: float, cluster_gpus: float
+) -> AlgorithmConfig:
+    """Resolve ``gpus_per_learner: auto`` and check the run's actors fit the cluster."""
+    gpus = resolve_gpus_per_learner(spec.resources.gpus_per_learner, cluster_gpus)
+    config.learners(num_gpus_per_learner=gpus)
+    check_cpu_demand(cpu_demand(config), cluster_cpus)
+    return config
+
+
+def cpu_demand(config: AlgorithmConfig) -> float:
+    """CPUs the EnvRunner and Learner actors reserve (the driver itself reserves none)."""
+    runner_cpus = config.num_env_runners * float(config.num_cpus_per_env_runner)
+    learner_cpus = config.num_cpus_per_learner
+    if learner_cpus == "auto":
+        learner_cpus = 0 if config.num_gpus_per_learner > 0 else 1
+    return runner_cpus + config.num_learners * float(learner_cpus)
+
+
+def _track_episodes(config: AlgorithmConfig) -> None:
+    """Add rlscale's whole-episode tracker after any callbacks the config already has."""
+    existing = config.callbacks_class
+    classes = list(existing) if isinstance(existing, (list, tuple)) else [existing]
+    config.callbacks(
+        callbacks_class=[c for c in classes if c is not RLlibCallback] + [EpisodeTotals]
+    )
+
+
+def _apply_resources(config: AlgorithmConfig, spec: ExperimentSpec) -> None:
+    resources = spec.resources
+    runner_overrides = {
+        key: value
+        for key, value in {
+            "num_env_runners": resources.num_env_runners,
+            "num_envs_per_env_runner": resources.num_envs_per_env_runner,
+            "num_cpus_per_env_runner": resources.num_cpus_per_env_runner,
+        }.items()
+        if value is not None
+    }
+    config.env_runners(**runner_overrides)
+    if resources.num_learners is not None:
+        config.learners(num_learners=resources.num_learners)
+
+
+def _check_agent_spaces(entry: AlgorithmEntry, env_info: EnvInfo) -> None:
+    if not env_info.is_multi_agent:
+        check_spaces(entry, env_info.observation_space, env_info.action_space, env_info.name)
+        return
+    for agent in env_info.agent_ids:
+        check_spaces(
+            entry,
+            env_info.observation_space[agent],
+            env_info.action_space[agent],
+            f"{env_info.name} (agent {agent})",
+        )

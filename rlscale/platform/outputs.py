@@ -1,0 +1,235 @@
+"""What a run writes under ``<output>/<name>/``.
+
+``spec.yaml`` (the spec as run), ``metrics.csv``, ``tensorboard/`` events, periodic checkpoints
+under ``checkpoints/``, ``checkpoint_final/`` and ``learning_curve.png``. Checkpoints are written
+to a hidden temporary folder and renamed into place, so an interrupted save never leaves a
+folder that loads as a checkpoint; the ``rlscale.json`` marker inside is written last.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rlscale.errors import CheckpointError, OutputError
+from rlscale.platform.episode_stats import EpisodeWindow
+from rlscale.platform.spec import ExperimentSpec, spec_from_dict
+
+if TYPE_CHECKING:
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+CHECKPOINT_MARKER = "rlscale.json"
+FINAL_CHECKPOINT = "checkpoint_final"
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class IterationMetrics:
+    """The headline numbers of one training iteration (one row of metrics.csv).
+
+    Returns and lengths are over the last ``RETURN_WINDOW`` whole episodes (see episode_stats).
+    """
+
+    iteration: int
+    env_steps: int
+    episodes: int
+    return_mean: float
+    return_min: float
+    return_max: float
+    episode_len_mean: float
+    time_s: float
+    steps_per_s: float
+
+    @classmethod
+    def from_result(
+        cls,
+        result: dict[str, Any],
+        window: EpisodeWindow,
+        time_s: float,
+        previous: IterationMetrics | None,
+    ) -> IterationMetrics:
+        runners = result.get("env_runners", {})
+        returns = window.returns or [math.nan]
+        env_steps = int(
+            result.get("num_env_steps_sampled_lifetime")
+            or runners.get("num_env_steps_sampled_lifetime", 0)
+        )
+        last_steps, last_time = (previous.env_steps, previous.time_s) if previous else (0, 0.0)
+        elapsed = max(time_s - last_time, 1e-9)
+        return cls(
+            iteration=int(result["training_iteration"]),
+            env_steps=env_steps,
+            episodes=int(runners.get("num_episodes_lifetime", 0)),
+            return_mean=float(np.mean(returns)),
+            return_min=float(np.min(returns)),
+            return_max=float(np.max(returns)),
+            episode_len_mean=float(np.mean(window.lengths)) if window.lengths else math.nan,
+            time_s=time_s,
+            steps_per_s=(env_steps - last_steps) / elapsed,
+        )
+
+    @property
+    def has_return(self) -> bool:
+        return not math.isnan(self.return_mean)
+
+
+def create_run_dir(spec: ExperimentSpec) -> Path:
+    """Make ``<output>/<name>/`` and prove it is writable, before any training starts."""
+    run_dir = Path(spec.output).expanduser() / spec.run_name()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write the run's output to {run_dir}: {exc.strerror or exc}. "
+            "Choose a writable directory with --output (or `output:` in the spec)."
+        ) from None
+    write_atomically(run_dir / "spec.yaml", spec.to_yaml())
+    return run_dir
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class MetricsLog:
+    """Appends one row per iteration to metrics.csv and every numeric result to TensorBoard."""
+
+    def __init__(self, run_dir: Path):
+        self.csv_path = run_dir / "metrics.csv"
+        self._columns = [field.name for field in fields(IterationMetrics)]
+        self._file = self.csv_path.open("w", newline="")
+        self._csv = csv.DictWriter(self._file, fieldnames=self._columns)
+        self._csv.writeheader()
+        self._tensorboard = _tensorboard_writer(run_dir / "tensorboard")
+        self.history: list[IterationMetrics] = []
+
+    def record(self, metrics: IterationMetrics, result: dict[str, Any]) -> None:
+        self.history.append(metrics)
+        self._csv.writerow(asdict(metrics))
+        self._file.flush()
+        if self._tensorboard is not None:
+            for key, value in flatten_numbers(result).items():
+                self._tensorboard.add_scalar(key, value, global_step=metrics.env_steps)
+            self._tensorboard.flush()
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+
+
+def _tensorboard_writer(log_dir: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(log_dir))
+
+
+_RESULT_SECTIONS = ("env_runners", "learners", "timers", "evaluation")
+
+
+def flatten_numbers(result: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of the result sections, keyed by path (``env_runners/episode_len_mean``)."""
+    flat: dict[str, float] = {}
+    for key, value in result.items():
+        if not prefix and key not in _RESULT_SECTIONS:
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_numbers(value, prefix=f"{name}/"))
+        elif (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+        ):
+            flat[name] = float(value)
+    return flat
+
+
+class CheckpointWriter:
+    """Periodic checkpoints (the last ``keep`` kept) and the final one, all written atomically."""
+
+    def __init__(self, run_dir: Path, spec: ExperimentSpec):
+        self.run_dir = run_dir
+        self.spec = spec
+        self.periodic_dir = run_dir / "checkpoints"
+        self.latest: Path | None = None
+
+    def maybe_save(self, algo: Algorithm, metrics: IterationMetrics) -> Path | None:
+        every = self.spec.checkpoint.every
+        if not every or metrics.iteration % every:
+            return None
+        path = self.save(algo, self.periodic_dir / f"iter_{metrics.iteration:06d}", metrics)
+        self._prune()
+        return path
+
+    def save_final(self, algo: Algorithm, metrics: IterationMetrics | None) -> Path:
+        return self.save(algo, self.run_dir / FINAL_CHECKPOINT, metrics)
+
+    def save(self, algo: Algorithm, destination: Path, metrics: IterationMetrics | None) -> Path:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        partial = destination.with_name(f".{destination.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        algo.save_to_path(str(partial.resolve()))
+        marker = {
+            "format": CHECKPOINT_FORMAT,
+            "algorithm": self.spec.algorithm,
+            "env": self.spec.env,
+            "metrics": asdict(metrics) if metrics else None,
+            "spec": self.spec.model_dump(mode="json"),
+        }
+        (partial / CHECKPOINT_MARKER).write_text(json.dumps(marker, indent=2, allow_nan=True))
+        if destination.exists():
+            shutil.rmtree(destination)
+        os.replace(partial, destination)
+        self.latest = destination
+        return destination
+
+    def _prune(self) -> None:
+        periodic = sorted(self.periodic_dir.glob("iter_*"))
+        for old in periodic[: -self.spec.checkpoint.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    path: Path
+    spec: ExperimentSpec
+    metrics: dict[str, Any] | None
+
+
+def read_checkpoint(path: str | Path) -> CheckpointInfo:
+    """Check that ``path`` is a complete rlscale checkpoint; read the spec it was trained with."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise CheckpointError(
+            f"checkpoint {path} does not exist. Pass the folder that `rlscale train` printed last "
+            "(…/checkpoint_final)."
+        )
+    marker = path / CHECKPOINT_MARKER
+    if not marker.is_file():
+        raise CheckpointError(
+            f"{path} is not a complete rlscale checkpoint (no {CHECKPOINT_MARKER}); it may be "
+            "from an interrupted save. Use the run's checkpoint_final or a checkpoints/iter_* "
+            "folder."
+        )
+    try:
+        data = json.loads(marker.read_text())
+        spec = spec_from_dict(data["spec"], source=str(marker))
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(
+            f"{marker} is unreadable ({exc}); the checkpoint is damaged."
+        ) from None
+    return CheckpointInfo(path=path.resolve(), spec=spec, metrics=data.get("metrics"))

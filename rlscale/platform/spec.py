@@ -1,0 +1,228 @@
+"""The experiment spec: one validated description drives training, evaluation and (later) tuning.
+
+A spec comes from a YAML file, from command-line flags, or from both (flags override the file);
+every path goes through :func:`spec_from_dict`, so they produce the same ``ExperimentSpec``.
+Structural problems (unknown keys, wrong types) fail here; names that need the registries
+(algorithm, environment, hyper-parameters) are checked by :mod:`rlscale.platform.checks` before
+Ray starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
+
+from rlscale.errors import SpecError, did_you_mean
+
+DEFAULT_STOP_ITERATIONS = 100
+"""Used when a spec gives no stop rule at all, so that a bare `rlscale train` ends."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StopRules(_Strict):
+    """Training stops as soon as any rule that is set holds."""
+
+    iterations: PositiveInt | None = Field(None, description="training iterations")
+    timesteps: PositiveInt | None = Field(None, description="env steps sampled")
+    time_s: PositiveFloat | None = Field(None, description="wall-clock seconds of training")
+    reward: float | None = Field(None, description="target mean episode return")
+
+    @model_validator(mode="after")
+    def _default_when_empty(self) -> StopRules:
+        if self.is_empty():
+            # Bypass validate_assignment, which would re-enter this validator.
+            self.__dict__["iterations"] = DEFAULT_STOP_ITERATIONS
+        return self
+
+    def is_empty(self) -> bool:
+        return all(v is None for v in (self.iterations, self.timesteps, self.time_s, self.reward))
+
+
+class Resources(_Strict):
+    """Where the work runs. ``None`` keeps the algorithm's own default."""
+
+    num_env_runners: NonNegativeInt | None = Field(
+        None, description="EnvRunner actors; 0 samples in the driver process"
+    )
+    num_envs_per_env_runner: PositiveInt | None = Field(
+        None, description="vectorized envs stepped by each EnvRunner"
+    )
+    num_cpus_per_env_runner: PositiveFloat | None = None
+    num_learners: NonNegativeInt | None = Field(
+        None, description="Learner actors; 0 updates in the driver process"
+    )
+    gpus_per_learner: Literal["auto"] | NonNegativeFloat = Field(
+        "auto", description="'auto' = 1 when the cluster has a GPU, else 0"
+    )
+
+
+class MultiAgent(_Strict):
+    """How agents of a multi-agent (PettingZoo) environment map onto policies."""
+
+    policies: Literal["shared", "per_agent"] = "shared"
+
+
+class CheckpointPolicy(_Strict):
+    every: NonNegativeInt = Field(10, description="iterations between checkpoints; 0 = final only")
+    keep: PositiveInt = Field(3, description="periodic checkpoints kept (the final one always is)")
+
+
+class ExperimentSpec(_Strict):
+    """Everything one training run needs. Serializes back to the YAML it was loaded from."""
+
+    algorithm: str = Field(description="registered algorithm name, see `rlscale algos`")
+    env: str = Field(description="environment name, see `rlscale envs`")
+    env_config: dict[str, Any] = Field(default_factory=dict)
+    stop: StopRules = Field(default_factory=StopRules)
+    resources: Resources = Field(default_factory=Resources)
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict, description="keys of the algorithm's RLlib config class"
+    )
+    multi_agent: MultiAgent = Field(default_factory=MultiAgent)
+    checkpoint: CheckpointPolicy = Field(default_factory=CheckpointPolicy)
+    seed: int | None = Field(None, description="None picks one and records it in the run")
+    output: Path = Field(Path("runs"), description="root under which the run's folder is made")
+    name: str | None = Field(None, description="run folder name; default <algo>-<env>-<time>")
+
+    def run_name(self) -> str:
+        """The run folder's name: ``name`` or ``<algorithm>-<env>-<timestamp>``."""
+        if self.name:
+            return self.name
+        env = re.sub(r"[^A-Za-z0-9._-]+", "_", self.env)
+        return f"{self.algorithm}-{env}-{datetime.now():%Y%m%d-%H%M%S}"
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+SPEC_FIELDS = tuple(ExperimentSpec.model_fields)
+
+
+def spec_from_dict(data: dict[str, Any], source: str = "spec") -> ExperimentSpec:
+    """Validate a plain mapping into a spec; errors name every bad key and the nearest valid one."""
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_describe_validation_error(exc, source)) from None
+
+
+def load_spec(path: str | Path | None, overrides: dict[str, Any] | None = None) -> ExperimentSpec:
+    """Load a YAML spec (or none) and apply ``overrides`` on top, e.g. from command-line flags."""
+    data: dict[str, Any] = read_spec_file(path) if path is not None else {}
+    merged = deep_merge(data, overrides or {})
+    return spec_from_dict(merged, source=str(path) if path is not None else "command line")
+
+
+def read_spec_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"spec file {path} does not exist. Check the path given to --config.")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(
+            f"spec file {path} is not valid YAML{where}: {exc.problem}. Fix the file and retry."
+        ) from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise SpecError(f"spec file {path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"spec file {path} must hold a mapping of keys (algorithm:, env:, ...), "
+            f"not a {type(data).__name__}."
+        )
+    return data
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` laid over it; nested mappings merge key by key."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, Any]:
+    """Turn ``--set key=value`` strings into an override mapping.
+
+    A dotted key whose first part is a spec field sets that field (``resources.num_env_runners=2``,
+    ``env_config.max_episode_steps=200``); any other key is an algorithm hyper-parameter
+    (``lr=0.001``, ``model_config.fcnet_hiddens=[64,64]``). Values are parsed as YAML, so numbers,
+    booleans and lists keep their types.
+    """
+    overrides: dict[str, Any] = {}
+    for assignment in assignments:
+        key, sep, raw_value = assignment.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SpecError(f"--set expects key=value, got {assignment!r}.")
+        try:
+            value = yaml.safe_load(raw_value) if raw_value.strip() else ""
+        except yaml.YAMLError:
+            value = raw_value
+        parts = key.split(".")
+        if parts[0] not in SPEC_FIELDS:
+            parts = ["hyperparameters", *parts]
+        if len(parts) == 1:
+            overrides[parts[0]] = value
+            continue
+        node = overrides
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise SpecError(f"--set {key}: '{part}' is set both as a value and as a section.")
+        node[parts[-1]] = value
+    return overrides
+
+
+def _describe_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid experiment spec ({source}):"]
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            valid = _valid_keys_at(error["loc"][:-1])
+            hint = did_you_mean(str(error["loc"][-1]), valid)
+            lines.append(
+                f"  - unknown key '{location}'.{hint} Valid keys here: {', '.join(valid)}."
+            )
+        elif error["type"] == "missing":
+            lines.append(f"  - '{location}' is required.")
+        else:
+            lines.append(f"  - '{location}': {error['msg']} (got {error.get('input')!r}).")
+    return "\n".join(lines)
+
+
+def _valid_keys_at(location: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = ExperimentSpec
+    for part in location:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)

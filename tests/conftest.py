@@ -1,0 +1,42 @@
+"""Shared fixtures: one embedded Ray per test session, bound to loopback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """The session's one Ray; rlscale.train/evaluate reuse it instead of starting their own."""
+    import ray
+
+    from rlscale.platform.runtime import start_local_ray
+
+    if not ray.is_initialized():
+        start_local_ray(num_cpus=2)
+    yield ray
+    ray.shutdown()
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run the `rlscale` console script as a user would."""
+    full_env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    full_env.update(env or {})
+    executable = Path(sys.executable).with_name("rlscale")
+    return subprocess.run(
+        [str(executable), *args],
+        cwd=cwd or REPO_ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

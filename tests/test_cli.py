@@ -1,0 +1,104 @@
+"""The `rlscale` command through a subprocess: listings, and bad input that fails cleanly."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+def assert_clean_failure(result, *fragments: str) -> None:
+    """Non-zero exit, one message naming the problem, and no traceback."""
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+def test_algos_lists_registered_algorithms():
+    result = run_cli("algos")
+    assert result.returncode == 0, result.stderr
+    names = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+    assert {"ppo", "dqn"} <= set(names)
+
+
+def test_envs_lists_spaces():
+    result = run_cli("envs", "--family", "classic_control")
+    assert result.returncode == 0, result.stderr
+    assert "CartPole-v1" in result.stdout and "Discrete(2)" in result.stdout
+
+
+def test_unknown_env(tmp_path):
+    result = run_cli("train", "ppo", "--env", "CartPol-v1", "--output", str(tmp_path))
+    assert_clean_failure(result, "CartPol-v1", "CartPole-v1")
+
+
+def test_unknown_algorithm(tmp_path):
+    result = run_cli("train", "ppp", "--env", "CartPole-v1", "--output", str(tmp_path))
+    assert_clean_failure(result, "unknown algorithm 'ppp'", "ppo")
+
+
+def test_malformed_yaml(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("algorithm: ppo\nenv: [CartPole-v1\n")
+    result = run_cli("train", "--config", str(spec), "--output", str(tmp_path))
+    assert_clean_failure(result, "not valid YAML at line")
+
+
+def test_unknown_hyperparameter(tmp_path):
+    result = run_cli(
+        "train", "ppo", "--env", "CartPole-v1", "--set", "lrr=0.1", "--output", str(tmp_path)
+    )
+    assert_clean_failure(result, "unknown hyper-parameter 'lrr'", "Did you mean: lr")
+
+
+def test_unreachable_address(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = run_cli(
+        "train",
+        "ppo",
+        "--env",
+        "CartPole-v1",
+        "--address",
+        f"127.0.0.1:{port}",
+        "--output",
+        str(tmp_path),
+        timeout=60,
+    )
+    assert_clean_failure(result, f"cannot reach a Ray cluster at 127.0.0.1:{port}")
+
+
+def test_unwritable_output_directory(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = run_cli("train", "ppo", "--env", "CartPole-v1", "--output", str(blocker / "runs"))
+    assert_clean_failure(result, "cannot write the run's output")
+    assert blocker.read_text() == "not a directory"
+
+
+def test_dqn_on_continuous_actions_lists_fitting_algorithms(tmp_path):
+    result = run_cli("train", "dqn", "--env", "Pendulum-v1", "--output", str(tmp_path))
+    assert_clean_failure(result, "dqn cannot run on Pendulum-v1", "Discrete", "ppo")
+
+
+def test_missing_checkpoint(tmp_path):
+    result = run_cli("evaluate", str(tmp_path / "nowhere"))
+    assert_clean_failure(result, "does not exist")
+
+
+def test_incomplete_checkpoint_is_refused(tmp_path):
+    partial = Path(tmp_path / "checkpoint_final")
+    partial.mkdir()
+    result = run_cli("evaluate", str(partial))
+    assert_clean_failure(result, "not a complete rlscale checkpoint")
+
+
+@pytest.mark.parametrize("args", [["train"], ["train", "ppo"]])
+def test_missing_algorithm_or_env(args, tmp_path):
+    result = run_cli(*args, "--output", str(tmp_path))
+    assert_clean_failure(result, "is required")

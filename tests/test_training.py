@@ -1,0 +1,181 @@
+"""End-to-end learning checks on the session's embedded Ray (marked slow)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import rlscale
+from rlscale.platform.outputs import CHECKPOINT_MARKER
+from tests.conftest import REPO_ROOT, run_cli
+
+pytestmark = pytest.mark.slow
+
+PPO_CARTPOLE_TARGET = 450.0
+
+
+@pytest.fixture(scope="module")
+def ppo_cartpole(ray_local, tmp_path_factory):
+    """PPO on CartPole-v1 with rlscale's defaults and a fixed seed, until mean return 450."""
+    spec = rlscale.ExperimentSpec(
+        algorithm="ppo",
+        env="CartPole-v1",
+        seed=0,
+        name="ppo-cartpole",
+        output=tmp_path_factory.mktemp("runs"),
+        stop={"reward": PPO_CARTPOLE_TARGET, "timesteps": 100_000},
+        checkpoint={"every": 2, "keep": 2},
+    )
+    return rlscale.train(spec)
+
+
+def test_ppo_learns_cartpole(ppo_cartpole):
+    final = ppo_cartpole.final
+    assert final.return_mean >= PPO_CARTPOLE_TARGET, (
+        f"PPO reached only {final.return_mean:.1f} in {final.env_steps} env steps"
+    )
+    assert ppo_cartpole.stop_reason.startswith("mean return")
+
+
+def test_run_writes_its_outputs(ppo_cartpole):
+    run_dir = ppo_cartpole.run_dir
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    assert len(rows) == ppo_cartpole.final.iteration
+    assert float(rows[-1]["return_mean"]) >= PPO_CARTPOLE_TARGET
+    assert [int(row["env_steps"]) for row in rows] == sorted(int(r["env_steps"]) for r in rows)
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run_dir / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert rlscale.load_spec(run_dir / "spec.yaml").seed == 0
+    periodic = sorted((run_dir / "checkpoints").glob("iter_*"))
+    assert 1 <= len(periodic) <= 2
+    assert all((path / CHECKPOINT_MARKER).is_file() for path in periodic)
+    assert not list(run_dir.rglob("*.partial"))
+    assert ppo_cartpole.checkpoint == run_dir / "checkpoint_final"
+
+
+def test_checkpoint_restores_and_evaluates(ppo_cartpole):
+    result = rlscale.evaluate(ppo_cartpole.checkpoint, episodes=5, seed=1)
+    assert result.episodes == 5
+    assert result.mean_return >= PPO_CARTPOLE_TARGET, result.returns
+    assert result.std_return == pytest.approx(float(__import__("numpy").std(result.returns)))
+
+
+@pytest.mark.parametrize("policies", ["shared", "per_agent"])
+def test_multi_agent_ppo_on_pettingzoo(ray_local, tmp_path, policies):
+    from rlscale.envs import resolve_env
+
+    env = "pettingzoo:mpe2.simple_spread_v3"
+    info = resolve_env(env)
+    spec = rlscale.ExperimentSpec(
+        algorithm="ppo",
+        env=env,
+        seed=0,
+        output=tmp_path,
+        name=policies,
+        multi_agent={"policies": policies},
+        stop={"iterations": 2},
+        hyperparameters={"train_batch_size_per_learner": 512},
+    )
+    result = rlscale.train(spec)
+    assert [m.iteration for m in result.history] == [1, 2]
+    assert result.final.env_steps >= 1024
+    learner_state = result.checkpoint / "learner_group" / "learner" / "rl_module"
+    modules = {path.name for path in learner_state.iterdir() if path.is_dir()}
+    expected = {"shared"} if policies == "shared" else set(info.agent_ids)
+    assert modules == expected
+
+
+def test_cli_train_then_evaluate_json(tmp_path):
+    trained = run_cli(
+        "train",
+        "ppo",
+        "--env",
+        "CartPole-v1",
+        "--stop-iters",
+        "2",
+        "--seed",
+        "1",
+        "--output",
+        str(tmp_path),
+        "--name",
+        "cli-run",
+    )
+    assert trained.returncode == 0, trained.stderr
+    checkpoint = Path(trained.stdout.strip().splitlines()[-1])
+    assert checkpoint == tmp_path / "cli-run" / "checkpoint_final"
+    assert (checkpoint / CHECKPOINT_MARKER).is_file()
+    assert "iter    2" in trained.stderr
+
+    evaluated = run_cli("evaluate", str(checkpoint), "--episodes", "3", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    assert report["episodes"] == 3 and len(report["returns"]) == 3
+    assert report["mean_return"] == pytest.approx(sum(report["returns"]) / 3)
+    assert report["std_return"] >= 0
+
+
+def test_ctrl_c_stops_cleanly_with_a_final_checkpoint(tmp_path):
+    command = [
+        str(Path(sys.executable).with_name("rlscale")),
+        "train",
+        "ppo",
+        "--env",
+        "CartPole-v1",
+        "--stop-iters",
+        "500",
+        "--output",
+        str(tmp_path),
+        "--name",
+        "int",
+    ]
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 180
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line.lstrip().startswith("iter") or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=180)
+    assert process.returncode == 130, "".join(seen) + stderr
+    final = tmp_path / "int" / "checkpoint_final"
+    assert (final / CHECKPOINT_MARKER).is_file()
+    assert stdout.strip().splitlines()[-1] == str(final)
+    marker = json.loads((final / CHECKPOINT_MARKER).read_text())
+    assert marker["metrics"]["iteration"] < 500
+    assert "Traceback" not in stderr
+
+
+def test_evaluate_records_mujoco_video(ray_local, tmp_path):
+    if (
+        not shutil.which("ldconfig")
+        or b"libOSMesa" not in subprocess.run(["ldconfig", "-p"], capture_output=True).stdout
+    ):
+        pytest.skip("MuJoCo video needs the Debian package libosmesa6 (apt-get install libosmesa6)")
+    spec = rlscale.ExperimentSpec(
+        algorithm="ppo",
+        env="InvertedPendulum-v5",
+        seed=0,
+        output=tmp_path,
+        name="ip",
+        stop={"iterations": 1},
+    )
+    checkpoint = rlscale.train(spec).checkpoint
+    videos = tmp_path / "videos"
+    evaluated = run_cli(
+        "evaluate", str(checkpoint), "--episodes", "2", "--video", str(videos), "--json"
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    assert len(report["videos"]) == 2
+    assert all(Path(path).stat().st_size > 1000 for path in report["videos"])
