@@ -31,7 +31,7 @@ def ppo_cartpole(ray_local, tmp_path_factory):
         seed=0,
         name="ppo-cartpole",
         output=tmp_path_factory.mktemp("runs"),
-        stop={"reward": PPO_CARTPOLE_TARGET, "timesteps": 100_000},
+        stop={"reward": PPO_CARTPOLE_TARGET, "timesteps": 150_000},
         checkpoint={"every": 2, "keep": 2},
     )
     return rlscale.train(spec)

@@ -95,6 +95,12 @@ def check_spaces(
     )
 
 
+# Keys RLlib keeps behind a method rather than a settable attribute: key -> how to set it.
+_SET_THROUGH_METHOD = {
+    "model_config": lambda config, value: config.rl_module(model_config=value),
+}
+
+
 def apply_hyperparameters(
     config: AlgorithmConfig, hyperparameters: dict[str, Any], algorithm: str
 ) -> AlgorithmConfig:
@@ -107,18 +113,32 @@ def apply_hyperparameters(
                 f"({type(config).__name__}).{did_you_mean(key, valid)} "
                 "Hyper-parameters are the attributes of the algorithm's RLlib config class."
             )
+    plain = {k: v for k, v in hyperparameters.items() if k not in _SET_THROUGH_METHOD}
     try:
-        config.update_from_dict(hyperparameters)
+        config.update_from_dict(plain)
+        for key, value in hyperparameters.items():
+            if key in _SET_THROUGH_METHOD:
+                _SET_THROUGH_METHOD[key](config, value)
     except (TypeError, ValueError, AttributeError) as exc:
         raise SpecError(f"bad hyper-parameter value for '{algorithm}': {exc}") from None
     return config
 
 
 def valid_hyperparameters(config: AlgorithmConfig) -> set[str]:
+    """The config's public attributes, plus the settable properties over its private ones."""
     keys = set(config.to_dict())
+    public = {key for key in keys if not key.startswith("_")}
     # to_dict() spells `lambda_` as `lambda`; accept both spellings.
-    keys |= {key + "_" for key in keys if hasattr(config, key + "_")}
-    return {key for key in keys if not key.startswith("_")}
+    public |= {key + "_" for key in public if hasattr(config, key + "_")}
+    public |= {
+        key[1:] for key in keys if key.startswith("_") and _has_setter(type(config), key[1:])
+    }
+    return public | set(_SET_THROUGH_METHOD)
+
+
+def _has_setter(cls: type, name: str) -> bool:
+    attribute = getattr(cls, name, None)
+    return isinstance(attribute, property) and attribute.fset is not None
 
 
 def discrete_actions_only(_: gym.Space, action_space: gym.Space) -> str | None:
