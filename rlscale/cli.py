@@ -56,6 +56,9 @@ def train(
         ),
     ] = None,
     address: Annotated[Optional[str], typer.Option(help=ADDRESS_HELP)] = None,
+    dashboard: Annotated[
+        bool, typer.Option(help="Start Ray's dashboard on 127.0.0.1 (embedded Ray only).")
+    ] = False,
 ) -> None:
     """Train until a stop rule holds; print the final checkpoint's path last."""
     from rlscale.platform.runner import train as run_training
@@ -70,13 +73,13 @@ def train(
         stop={"reward": stop_reward, "iterations": stop_iters, "timesteps": stop_timesteps},
     )
     spec = load_spec(config, deep_merge(parse_assignments(set_ or []), overrides))
-    result = run_training(spec, address=address, console=err)
+    result = run_training(spec, address=address, console=err, dashboard=dashboard)
     final = result.final
     if final is not None:
-        mean = f"{final.return_mean:.1f}" if final.has_return else "n/a"
+        mean = f"{final.return_mean:.1f}" if final.has_return else "n/a (no episode finished)"
         err.print(
-            f"stopped after {final.iteration} iterations, {final.env_steps:,} env steps, "
-            f"{result.wall_s:.0f}s: {result.stop_reason}; mean return {mean}",
+            f"{final.iteration} iterations, {final.env_steps:,} env steps, {result.wall_s:.0f}s; "
+            f"mean return over the last 100 episodes: {mean}",
             highlight=False,
         )
     err.print(f"run folder:      {result.run_dir}", highlight=False)

@@ -150,9 +150,7 @@ def flatten_numbers(result: dict[str, Any], prefix: str = "") -> dict[str, float
         if isinstance(value, dict):
             flat.update(flatten_numbers(value, prefix=f"{name}/"))
         elif (
-            isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and math.isfinite(value)
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         ):
             flat[name] = float(value)
     return flat

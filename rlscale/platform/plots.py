@@ -25,9 +25,11 @@ def plot_learning_curve(history: Sequence[IterationMetrics], path: Path, title: 
             [m.return_min for m in points],
             [m.return_max for m in points],
             alpha=0.2,
-            label="min-max of recent episodes",
+            label="min-max, last 100 episodes",
         )
-        ax.plot(steps, [m.return_mean for m in points], lw=2, label="mean return")
+        ax.plot(
+            steps, [m.return_mean for m in points], lw=2, label="mean return, last 100 episodes"
+        )
         ax.legend(loc="lower right")
     else:
         ax.text(

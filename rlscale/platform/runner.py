@@ -60,12 +60,15 @@ INTERRUPTED = "interrupted by Ctrl-C"
 
 
 def train(
-    spec: ExperimentSpec, address: str | None = None, console: Console | None = None
+    spec: ExperimentSpec,
+    address: str | None = None,
+    console: Console | None = None,
+    dashboard: bool = False,
 ) -> TrainResult:
     """Train ``spec`` to its stop rules on an embedded Ray or the cluster at ``address``."""
     prepared = prepare(spec)
     run_dir = create_run_dir(prepared.spec)
-    with ray_session(address) as session:
+    with ray_session(address, include_dashboard=dashboard) as session:
         place_on_cluster(prepared.config, prepared.spec, session.num_cpus, session.num_gpus)
         result = _run(prepared, run_dir, console)
         result.ray_start_s = session.start_s
