@@ -30,7 +30,7 @@ class TabularConfig(AlgorithmConfig):
         super().__init__(algo_class=algo_class)
         # Sampling: one process stepping a few vectorized envs; small batches keep TD online.
         self.num_env_runners = 0
-        self.num_envs_per_env_runner = 8
+        self.num_envs_per_env_runner = 16
         self.rollout_fragment_length = 4
         self.min_sample_timesteps_per_iteration = 2_000
         # TD learning.

@@ -52,7 +52,7 @@ def next_state_values(
     exists (a truncated episode) the on-policy expectation stands in for it.
     """
     if kind == MAX_TARGET:
-        return next_q.max(dim=-1).values
+        return next_q.amax(dim=-1)
     expected = (epsilon_greedy_probabilities(next_q, epsilon) * next_q).sum(dim=-1)
     if kind == EXPECTED_TARGET:
         return expected

@@ -4,6 +4,10 @@ Acting indexes the table with the (integer) observation. ``forward_exploration``
 ε-greedy with ε decaying linearly in the env steps sampled; ``forward_inference`` is greedy.
 Both return ``Columns.ACTIONS`` directly, as RLlib's DQN module does, so RLlib's default
 module-to-env connectors pass the actions to the env without sampling a distribution.
+
+Acting reads the table through NumPy (a view of the parameter, no copy): for a handful of rows
+per env step, each torch op costs more in dispatch (and, on a busy machine, intra-op thread
+wake-ups) than the arithmetic. Training indexes the parameter in torch, so gradients flow.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.torch import TorchRLModule
@@ -45,7 +50,7 @@ class EpsilonSchedule:
 
 def greedy_mask(q_values: torch.Tensor) -> torch.Tensor:
     """1.0 where an action's value ties the row's maximum, else 0.0."""
-    return (q_values == q_values.max(dim=-1, keepdim=True).values).float()
+    return (q_values == q_values.amax(dim=-1, keepdim=True)).float()
 
 
 def epsilon_greedy_probabilities(q_values: torch.Tensor, epsilon: float) -> torch.Tensor:
@@ -56,12 +61,15 @@ def epsilon_greedy_probabilities(q_values: torch.Tensor, epsilon: float) -> torc
     return epsilon / n_actions + (1.0 - epsilon) * greedy
 
 
-def epsilon_greedy_actions(q_values: torch.Tensor, epsilon: float) -> torch.Tensor:
+def epsilon_greedy_actions(
+    q_values: np.ndarray, epsilon: float, rng: np.random.Generator
+) -> np.ndarray:
     """Sample one action per row from π_ε (ties among greedy actions broken at random)."""
-    greedy = torch.multinomial(greedy_mask(q_values), num_samples=1).squeeze(-1)
-    uniform = torch.randint(q_values.shape[-1], greedy.shape, device=q_values.device)
-    explore = torch.rand(greedy.shape, device=q_values.device) < epsilon
-    return torch.where(explore, uniform, greedy)
+    n_rows, n_actions = q_values.shape
+    ties = q_values == q_values.max(axis=-1, keepdims=True)
+    greedy = np.argmax(ties * rng.random((n_rows, n_actions)), axis=-1)
+    uniform = rng.integers(n_actions, size=n_rows)
+    return np.where(rng.random(n_rows) < epsilon, uniform, greedy)
 
 
 class TabularQModule(TorchRLModule):
@@ -82,21 +90,30 @@ class TabularQModule(TorchRLModule):
             torch.full((int(self.observation_space.n), int(self.action_space.n)), initial)
         )
         self.epsilon_schedule = EpsilonSchedule.from_model_config(self.model_config)
+        # Seeded from NumPy's global RNG, which RLlib seeds on every EnvRunner from `seed`.
+        self.rng = np.random.default_rng(np.random.randint(2**31))
 
     def rows(self, observations: torch.Tensor) -> torch.Tensor:
         """Q(s, ·) for a batch of observations (integers as the env emits them)."""
         return self.table[observations.long().reshape(-1) - self.obs_start]
 
+    def table_view(self) -> np.ndarray:
+        """The table as a NumPy array sharing the parameter's memory (read-only use)."""
+        return self.table.detach().cpu().numpy()
+
+    def act_rows(self, observations: Any) -> np.ndarray:
+        """Q(s, ·) as NumPy rows, for acting."""
+        index = np.asarray(observations, dtype=np.int64).reshape(-1) - self.obs_start
+        return self.table_view()[index]
+
     def _forward_inference(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
-        with torch.no_grad():
-            greedy = self.rows(batch[Columns.OBS]).argmax(dim=-1)
-        return {Columns.ACTIONS: greedy + self.action_start}
+        greedy = self.act_rows(batch[Columns.OBS]).argmax(axis=-1)
+        return {Columns.ACTIONS: torch.from_numpy(greedy + self.action_start)}
 
     def _forward_exploration(self, batch: dict[str, Any], t: int = 0, **kwargs) -> dict[str, Any]:
-        with torch.no_grad():
-            q_values = self.rows(batch[Columns.OBS])
-            actions = epsilon_greedy_actions(q_values, self.epsilon_schedule.value(t))
-        return {Columns.ACTIONS: actions + self.action_start}
+        epsilon = self.epsilon_schedule.value(t)
+        actions = epsilon_greedy_actions(self.act_rows(batch[Columns.OBS]), epsilon, self.rng)
+        return {Columns.ACTIONS: torch.from_numpy(actions + self.action_start)}
 
     def _forward_train(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         return {
@@ -106,4 +123,4 @@ class TabularQModule(TorchRLModule):
 
     def greedy_actions(self) -> list[int]:
         """The greedy action in every state, in the env's action numbering."""
-        return (self.table.detach().argmax(dim=-1) + self.action_start).tolist()
+        return (self.table_view().argmax(axis=-1) + self.action_start).tolist()
