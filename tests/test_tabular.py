@@ -313,11 +313,11 @@ def arrows_to_actions(text: str, arrows: tuple[str, ...]) -> list[int]:
 CLIFF = "CliffWalking-v1"
 CLIFF_OPTIMAL_RETURN = -13.0
 CLIFF_HYPERPARAMETERS = {
-    "lr": [[0, 0.5], [20_000, 0.05]],
+    "lr": [[0, 0.5], [20_000, 0.01]],
     "epsilon_start": 0.1,
     "epsilon_end": 0.1,
 }
-"""Sutton & Barto's example 6.6 (α = 0.5, constant ε = 0.1), with α decaying to 0.05 so the
+"""Sutton & Barto's example 6.6 (α = 0.5, constant ε = 0.1), with α decaying to 0.01 so the
 greedy policy reads converged values rather than the last few noisy updates."""
 FROZEN_LAKE_HORIZON = 100
 """FrozenLake-v1 4x4 ends episodes after 100 steps (its registered TimeLimit)."""
