@@ -44,6 +44,8 @@ lint: install
 
 bench: $(BENCH_INSTALLED)
 	$(BIN)/python benchmarks/ppo_cartpole.py
+	$(BIN)/python benchmarks/cliff_walking.py
+	$(BIN)/python benchmarks/tabular_taxi_speed.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

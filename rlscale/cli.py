@@ -115,6 +115,9 @@ def evaluate(
         f"max {max(result.returns):.1f})",
         highlight=False,
     )
+    if result.policy_text:
+        err.print("greedy policy:", highlight=False)
+        err.print(result.policy_text, highlight=False, markup=False)
     if result.video_dir is not None:
         err.print(
             f"videos: {len(result.videos)} mp4 file(s) in {result.video_dir}", highlight=False

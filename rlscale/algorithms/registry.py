@@ -21,10 +21,14 @@ if TYPE_CHECKING:
 FAMILY_PACKAGES = (
     "rlscale.algorithms.policy_gradient",
     "rlscale.algorithms.value_based",
+    "rlscale.algorithms.tabular",
 )
 
 SpaceCheck = Callable[[gym.Space, gym.Space], str | None]
 """(observation_space, action_space) -> None when the algorithm fits, else why it does not."""
+
+PolicyDescriber = Callable[[Any, gym.Env], str | None]
+"""(restored RLModule, the environment) -> a text picture of the greedy policy, or None."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,8 @@ class AlgorithmEntry:
     summary: str
     config_class: Callable[[], AlgorithmConfig]
     space_checks: tuple[SpaceCheck, ...] = field(default_factory=tuple)
+    describe_policy: PolicyDescriber | None = None
+    """Optional: `rlscale evaluate` prints what it returns (e.g. a grid of arrows)."""
 
     def make_config(self) -> AlgorithmConfig:
         """A fresh config carrying rlscale's defaults for this algorithm."""
@@ -145,6 +151,15 @@ def discrete_actions_only(_: gym.Space, action_space: gym.Space) -> str | None:
     if isinstance(action_space, gym.spaces.Discrete):
         return None
     return f"it needs a Discrete action space, and the action space is {action_space}"
+
+
+def discrete_observations_only(observation_space: gym.Space, _: gym.Space) -> str | None:
+    if isinstance(observation_space, gym.spaces.Discrete):
+        return None
+    return (
+        "it needs a Discrete observation space (a table row per state), and the observation "
+        f"space is {observation_space}"
+    )
 
 
 def vector_observations_only(observation_space: gym.Space, _: gym.Space) -> str | None:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rlscale.envs import RECORD_VIDEO_KEY
+from rlscale.envs import RECORD_VIDEO_KEY, make_env
 from rlscale.errors import CheckpointError, OutputError
-from rlscale.platform.experiment import prepare
+from rlscale.platform.experiment import PreparedExperiment, prepare
 from rlscale.platform.outputs import read_checkpoint
 from rlscale.platform.runtime import ray_session
 
@@ -30,6 +30,8 @@ class EvaluationResult:
     lengths: list[int]
     video_dir: Path | None = None
     videos: list[Path] = field(default_factory=list)
+    policy_text: str | None = None
+    """The algorithm's picture of the greedy policy (arrows on a grid world), if it draws one."""
 
     @property
     def episodes(self) -> int:
@@ -54,6 +56,7 @@ class EvaluationResult:
             "mean_length": float(np.mean(self.lengths)),
             "returns": self.returns,
             "videos": [str(v) for v in self.videos],
+            "policy": self.policy_text,
         }
 
 
@@ -84,6 +87,7 @@ def evaluate(
         try:
             algo.restore_from_path(str(info.path))
             sampled = algo.env_runner.sample(num_episodes=episodes, explore=False)
+            policy_text = _describe_policy(prepared, algo)
         finally:
             algo.stop()
     finished = [episode for episode in sampled if episode.is_done][:episodes]
@@ -93,7 +97,21 @@ def evaluate(
         lengths=[len(episode) for episode in finished],
         video_dir=video_path,
         videos=sorted(video_path.glob("*.mp4")) if video_path else [],
+        policy_text=policy_text,
     )
+
+
+def _describe_policy(prepared: PreparedExperiment, algo) -> str | None:
+    """The algorithm's own text picture of its greedy policy, when its registry entry has one."""
+    describe = prepared.algorithm.describe_policy
+    if describe is None or prepared.env.is_multi_agent:
+        return None
+    env_config = {k: v for k, v in prepared.spec.env_config.items() if k != RECORD_VIDEO_KEY}
+    env = make_env(prepared.spec.env, env_config)
+    try:
+        return describe(algo.get_module(), env)
+    finally:
+        env.close()
 
 
 def _prepare_video_dir(video_dir: str | Path) -> Path:
