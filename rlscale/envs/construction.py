@@ -83,6 +83,24 @@ def config_failure_error(
     )
 
 
+def build_failure_error(
+    name: str,
+    env_config: Mapping[str, Any],
+    cause: Exception,
+    accepted: Callable[[], list[str] | None],
+) -> RlscaleError | None:
+    """The user-facing error for an environment that raised while being built, or None.
+
+    None means the failure is not the user's env_config (the caller re-raises it as it is).
+    ``accepted`` lists the keywords the environment takes; it is only called when needed.
+    """
+    if isinstance(cause, TypeError):
+        error = unexpected_config_key_error(name, env_config, cause, accepted())
+        if error is not None:
+            return error
+    return config_failure_error(name, env_config, cause) if env_config else None
+
+
 def accepted_keywords(factory: Callable[..., Any] | None) -> list[str] | None:
     """Keyword arguments ``factory`` takes by name, or None when they cannot be read.
 

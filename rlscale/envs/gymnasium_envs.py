@@ -17,9 +17,8 @@ import gymnasium as gym
 
 from rlscale.envs.construction import (
     accepted_keywords,
-    config_failure_error,
+    build_failure_error,
     missing_dependency_error,
-    unexpected_config_key_error,
 )
 from rlscale.envs.info import GYMNASIUM, RECORD_VIDEO_KEY, EnvInfo
 from rlscale.errors import RlscaleError
@@ -101,18 +100,11 @@ def build(name: str, env_config: Mapping[str, Any]) -> gym.Env:
         return gym.make(name, **env_config)
     except (gym.error.DependencyNotInstalled, ImportError) as exc:
         raise missing_dependency_error(name, _install_hint(family, exc), exc) from exc
-    except TypeError as exc:
-        accepted = _accepted_keywords(env_id)
-        error = unexpected_config_key_error(name, env_config, exc, accepted)
-        if error is not None:
-            raise error from exc
-        if env_config:
-            raise config_failure_error(name, env_config, exc) from exc
-        raise
     except Exception as exc:
-        if env_config:
-            raise config_failure_error(name, env_config, exc) from exc
-        raise
+        error = build_failure_error(name, env_config, exc, lambda: _accepted_keywords(env_id))
+        if error is None:
+            raise
+        raise error from exc
 
 
 def record_every_episode(env: gym.Env, video_dir: str, name: str) -> gym.Env:

@@ -30,9 +30,8 @@ import gymnasium as gym
 
 from rlscale.envs.construction import (
     accepted_keywords,
-    config_failure_error,
+    build_failure_error,
     missing_dependency_error,
-    unexpected_config_key_error,
 )
 from rlscale.envs.info import PETTINGZOO, EnvInfo
 from rlscale.errors import UnknownEnvironmentError
@@ -145,18 +144,13 @@ def build_raw(pz_name: PettingZooName, name: str, env_config: Mapping[str, Any])
         return factory(**env_config), is_parallel
     except ImportError as exc:  # e.g. hanabi imports open_spiel only when built
         raise missing_dependency_error(name, _install_hint(pz_name, exc), exc) from exc
-    except TypeError as exc:
-        accepted = accepted_keywords(getattr(module, "raw_env", None))
-        error = unexpected_config_key_error(name, env_config, exc, accepted)
-        if error is not None:
-            raise error from exc
-        if env_config:
-            raise config_failure_error(name, env_config, exc) from exc
-        raise
     except Exception as exc:
-        if env_config:
-            raise config_failure_error(name, env_config, exc) from exc
-        raise
+        error = build_failure_error(
+            name, env_config, exc, lambda: accepted_keywords(getattr(module, "raw_env", None))
+        )
+        if error is None:
+            raise
+        raise error from exc
 
 
 def _import_env_module(pz_name: PettingZooName, name: str) -> ModuleType:
