@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import rlscale
@@ -65,7 +66,7 @@ def test_checkpoint_restores_and_evaluates(ppo_cartpole):
     result = rlscale.evaluate(ppo_cartpole.checkpoint, episodes=5, seed=1)
     assert result.episodes == 5
     assert result.mean_return >= PPO_CARTPOLE_TARGET, result.returns
-    assert result.std_return == pytest.approx(float(__import__("numpy").std(result.returns)))
+    assert result.std_return == pytest.approx(float(np.std(result.returns)))
 
 
 @pytest.mark.parametrize("policies", ["shared", "per_agent"])

@@ -163,7 +163,6 @@ class CheckpointWriter:
         self.run_dir = run_dir
         self.spec = spec
         self.periodic_dir = run_dir / "checkpoints"
-        self.latest: Path | None = None
 
     def maybe_save(self, algo: Algorithm, metrics: IterationMetrics) -> Path | None:
         every = self.spec.checkpoint.every
@@ -192,7 +191,6 @@ class CheckpointWriter:
         if destination.exists():
             shutil.rmtree(destination)
         os.replace(partial, destination)
-        self.latest = destination
         return destination
 
     def _prune(self) -> None:

@@ -29,8 +29,6 @@ class RaySession:
     """The cluster connected to, or None for the embedded local instance."""
     start_s: float
     """Seconds spent starting or connecting to Ray (benchmarks report it apart)."""
-    owned: bool
-    """Whether this session started Ray and so shuts it down."""
 
     @property
     def num_cpus(self) -> float:
@@ -53,7 +51,7 @@ def ray_session(
     import ray
 
     if ray.is_initialized():
-        yield RaySession(address=None, start_s=0.0, owned=False)
+        yield RaySession(address=None, start_s=0.0)
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
     started = time.perf_counter()
@@ -61,7 +59,7 @@ def ray_session(
         _connect_to_cluster(address)
     else:
         start_local_ray(include_dashboard=include_dashboard)
-    session = RaySession(address=address, start_s=time.perf_counter() - started, owned=True)
+    session = RaySession(address=address, start_s=time.perf_counter() - started)
     try:
         yield session
     finally:
