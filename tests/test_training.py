@@ -21,6 +21,7 @@ from tests.conftest import REPO_ROOT, run_cli
 pytestmark = pytest.mark.slow
 
 PPO_CARTPOLE_TARGET = 450.0
+GREEDY_CARTPOLE_TARGET = 475.0  # the policy-gradient issue's check: greedy mean return >= 475
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def test_run_writes_its_outputs(ppo_cartpole):
 def test_checkpoint_restores_and_evaluates(ppo_cartpole):
     result = rlscale.evaluate(ppo_cartpole.checkpoint, episodes=5, seed=1)
     assert result.episodes == 5
-    assert result.mean_return >= PPO_CARTPOLE_TARGET, result.returns
+    assert result.mean_return >= GREEDY_CARTPOLE_TARGET, result.returns
     assert result.std_return == pytest.approx(float(np.std(result.returns)))
 
 
