@@ -197,7 +197,7 @@ def test_config_validation_names_the_problem(name, hyperparameters, message):
 
 
 def train_then_evaluate(algorithm: str, env: str, stop: dict, tmp_path, episodes: int = 10):
-    """Train with the algorithm's defaults (seed 0), then run greedy episodes from the checkpoint."""
+    """Train with the defaults (seed 0), then run greedy episodes from the checkpoint."""
     spec = rlscale.ExperimentSpec(
         algorithm=algorithm,
         env=env,

@@ -78,7 +78,9 @@ class PolicyGradientConfig(PPOConfig):
         if not 0.0 <= self.lambda_ <= 1.0:
             self._value_error(f"lambda_ must lie in [0, 1], got {self.lambda_}")
         if not self.hidden_sizes or any(int(size) < 1 for size in self.hidden_sizes):
-            self._value_error(f"hidden_sizes must be positive layer widths, got {self.hidden_sizes}")
+            self._value_error(
+                f"hidden_sizes must be positive layer widths, got {self.hidden_sizes}"
+            )
 
 
 # Discrete actions never need the unsquash-and-clip pass over the actions.
@@ -117,7 +119,10 @@ class A2CConfig(PolicyGradientConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.num_epochs != 1 or self.minibatch_size not in (None, self.train_batch_size_per_learner):
+        if self.num_epochs != 1 or self.minibatch_size not in (
+            None,
+            self.train_batch_size_per_learner,
+        ):
             self._value_error(
                 "A2C takes exactly one gradient step per batch: leave num_epochs at 1 and "
                 "minibatch_size unset (use ppo for several epochs over minibatches)"

@@ -1,4 +1,4 @@
-"""Learners of the policy-gradient family: one base wires GAE; A2C, PPO and TRPO differ in the update.
+"""Learners of the policy-gradient family: one base wires GAE; the three differ in the update.
 
 - GAE (Schulman et al. 2016, "High-Dimensional Continuous Control Using Generalized Advantage
   Estimation") is RLlib's ``GeneralAdvantageEstimation`` learner connector, added in
@@ -67,7 +67,10 @@ class ActorCriticLearner(TorchLearner):
 
     def build(self) -> None:
         super().build()
-        if self._learner_connector is not None and self.config.add_default_connectors_to_learner_pipeline:
+        if (
+            self._learner_connector is not None
+            and self.config.add_default_connectors_to_learner_pipeline
+        ):
             # The extra timestep per episode chunk gives GAE its bootstrap value V(s_T).
             self._learner_connector.prepend(AddOneTsToEpisodesAndTruncate())
             self._learner_connector.append(
@@ -81,7 +84,9 @@ class ActorCriticLearner(TorchLearner):
     def action_distributions(self, module_id: str, batch: dict[str, Any], fwd_out: dict[str, Any]):
         """(current distribution, distribution at sampling time) for this module's batch."""
         module = self.module[module_id].unwrapped()
-        current = module.get_train_action_dist_cls().from_logits(fwd_out[Columns.ACTION_DIST_INPUTS])
+        current = module.get_train_action_dist_cls().from_logits(
+            fwd_out[Columns.ACTION_DIST_INPUTS]
+        )
         behaviour = module.get_exploration_action_dist_cls().from_logits(
             batch[Columns.ACTION_DIST_INPUTS]
         )
@@ -208,7 +213,9 @@ class TRPOLearner(ActorCriticLearner):
 
         def surrogate() -> torch.Tensor:
             current = dist_cls.from_logits(module.net.distribution_inputs(obs))
-            return masked_mean(torch.exp(current.logp(actions) - reference_logp) * advantages, batch)
+            return masked_mean(
+                torch.exp(current.logp(actions) - reference_logp) * advantages, batch
+            )
 
         def mean_kl() -> torch.Tensor:
             current = dist_cls.from_logits(module.net.distribution_inputs(obs))
@@ -274,4 +281,3 @@ class TRPOLearner(ActorCriticLearner):
     # Learner declares this abstract; TRPO's _update() never calls it.
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out) -> torch.Tensor:
         raise NotImplementedError("TRPO updates in _update(); it has no single loss")
-

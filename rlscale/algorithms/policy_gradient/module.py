@@ -38,7 +38,9 @@ def actor_critic_shape(
     elif isinstance(action_space, gym.spaces.Box):
         action_size, continuous = int(np.prod(action_space.shape)), True
     else:
-        raise ValueError(f"the actor-critic needs a Discrete or Box action space, got {action_space}")
+        raise ValueError(
+            f"the actor-critic needs a Discrete or Box action space, got {action_space}"
+        )
     return ActorCriticShape(
         observation_size=int(np.prod(observation_space.shape)),
         action_size=action_size,
@@ -68,9 +70,7 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI):
         dist_inputs, values = self.net(self._observations(batch))
         return {Columns.ACTION_DIST_INPUTS: dist_inputs, VALUES: values}
 
-    def compute_values(
-        self, batch: dict[str, Any], embeddings: Any | None = None
-    ) -> torch.Tensor:
+    def compute_values(self, batch: dict[str, Any], embeddings: Any | None = None) -> torch.Tensor:
         if embeddings is not None:
             return embeddings
         return self.net.value(self._observations(batch))

@@ -57,7 +57,7 @@ def flat_grad(
     return torch.cat(
         [
             torch.zeros_like(p).reshape(-1) if g is None else g.reshape(-1)
-            for g, p in zip(grads, params)
+            for g, p in zip(grads, params, strict=True)
         ]
     )
 
