@@ -225,7 +225,7 @@ def test_learns_cartpole(ray_local, tmp_path, algorithm, budget):
 @pytest.mark.slow
 def test_ppo_learns_pendulum(ray_local, tmp_path):
     result, report = train_then_evaluate(
-        "ppo", "Pendulum-v1", {"reward": -250, "timesteps": 150_000}, tmp_path
+        "ppo", "Pendulum-v1", {"reward": -220, "timesteps": 200_000}, tmp_path
     )
     assert report.mean_return >= -250, (result.final, report.returns)
 
@@ -233,8 +233,10 @@ def test_ppo_learns_pendulum(ray_local, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_learns_inverted_pendulum(ray_local, tmp_path, algorithm):
+    # Episodes last up to 1000 steps, so the 100-episode training mean lags the policy by
+    # tens of thousands of steps: training stops at 600 and the greedy check asks for 950.
     result, report = train_then_evaluate(
-        algorithm, "InvertedPendulum-v5", {"reward": 900, "timesteps": 200_000}, tmp_path
+        algorithm, "InvertedPendulum-v5", {"reward": 600, "timesteps": 200_000}, tmp_path
     )
     assert report.mean_return >= 950, (result.final, report.returns)
 

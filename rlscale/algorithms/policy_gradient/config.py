@@ -99,8 +99,8 @@ class A2CConfig(PolicyGradientConfig):
     }
     CONTINUOUS_DEFAULTS: ClassVar[dict[str, Any]] = {
         "train_batch_size_per_learner": 256,
-        "lr": 1e-3,
-        "gamma": 0.99,
+        "lr": 3e-3,
+        "gamma": 0.95,
         "lambda_": 0.95,
         "initial_log_std": -0.5,
     }
