@@ -266,3 +266,27 @@ def test_trpo_accepted_steps_stay_within_max_kl(ray_local):
     finally:
         algo.stop()
     assert accepted >= 1
+
+
+@pytest.mark.slow
+def test_ppo_kl_early_stop_and_value_clipping(ray_local):
+    from ray.rllib.core.rl_module.rl_module import DEFAULT_MODULE_ID
+
+    spec = rlscale.ExperimentSpec(
+        algorithm="ppo",
+        env="CartPole-v1",
+        seed=0,
+        hyperparameters={
+            "train_batch_size_per_learner": 512,
+            "target_kl": 1e-6,
+            "value_clip_param": 0.2,
+        },
+    )
+    algo = prepare(spec).config.build_algo()
+    try:
+        stats = algo.train()["learners"][DEFAULT_MODULE_ID]
+    finally:
+        algo.stop()
+    # The first minibatch steps (its KL is 0); a later one passes 1.5e-6 and stops the update.
+    assert stats["kl_early_stopped"] == 1.0
+    assert np.isfinite(stats["vf_loss"])

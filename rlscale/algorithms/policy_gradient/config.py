@@ -176,6 +176,9 @@ class TRPOConfig(PolicyGradientConfig):
             self._value_error(f"max_kl must be > 0, got {self.max_kl}")
         if not 0 < self.line_search_ratio < 1:
             self._value_error(f"line_search_ratio must lie in (0, 1), got {self.line_search_ratio}")
+        if self.num_learners > 1:
+            # The policy step is taken by hand, outside DDP's gradient all-reduce.
+            self._value_error("TRPO runs on one Learner: set num_learners to 0 or 1")
         if self.num_epochs != 1 or self.minibatch_size is not None:
             self._value_error(
                 "TRPO takes one policy step on the whole batch: leave num_epochs at 1 and "

@@ -120,12 +120,16 @@ class A2CLearner(ActorCriticLearner):
 class PPOLearner(ActorCriticLearner):
     """Clipped surrogate, optional value clipping, optional KL early stop (Schulman et al. 2017)."""
 
+    def build(self) -> None:
+        super().build()
+        self._kl_stopped = False
+
     def before_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
         super().before_gradient_based_update(timesteps=timesteps)
         self._kl_stopped = False
 
     def _update(self, batch: dict[str, Any]) -> tuple[Any, Any, Any]:
-        if getattr(self, "_kl_stopped", False):
+        if self._kl_stopped:
             return {}, {}, {}
         return self._possibly_compiled_update(batch)
 
@@ -182,6 +186,10 @@ class TRPOLearner(ActorCriticLearner):
     ``vf_iters`` epochs of value regression on the λ-return targets with Adam (``vf_lr``).
     """
 
+    def build(self) -> None:
+        super().build()
+        self._value_shuffles = torch.Generator().manual_seed(int(self.config.seed or 0))
+
     def configure_optimizers_for_module(self, module_id, config=None) -> None:
         net = self.module[module_id].unwrapped().net
         params = net.value_parameters()
@@ -205,7 +213,7 @@ class TRPOLearner(ActorCriticLearner):
         module = self.module[module_id].unwrapped()
         dist_cls = module.get_train_action_dist_cls()
         params = module.net.policy_parameters()
-        obs = module._observations(batch)
+        obs = module.observations(batch)
         actions, advantages = batch[Columns.ACTIONS], batch[ADVANTAGES]
         with torch.no_grad():
             reference = dist_cls.from_logits(module.net.distribution_inputs(obs))
@@ -250,16 +258,15 @@ class TRPOLearner(ActorCriticLearner):
         module = self.module[module_id].unwrapped()
         optimizer = self.get_optimizer(module_id, VALUE_OPTIMIZER)
         mask = batch.get(Columns.LOSS_MASK)
-        obs = module._observations(batch)
+        obs = module.observations(batch)
         targets = batch[VALUE_TARGETS]
         if mask is not None:
             obs, targets = obs[mask], targets[mask]
         count = len(targets)
         minibatch = min(config.vf_minibatch_size or count, count)
-        generator = torch.Generator().manual_seed(int(self._weights_seq_no))
         loss = torch.zeros(())
         for _ in range(config.vf_iters):
-            order = torch.randperm(count, generator=generator)
+            order = torch.randperm(count, generator=self._value_shuffles)
             for start in range(0, count, minibatch):
                 rows = order[start : start + minibatch]
                 loss = ((module.net.value(obs[rows]) - targets[rows]) ** 2).mean()

@@ -59,18 +59,19 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI):
         shape = actor_critic_shape(self.observation_space, self.action_space, self.model_config)
         self.net = ActorCritic(shape)
 
-    def _observations(self, batch: dict[str, Any]) -> torch.Tensor:
+    def observations(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The batch's observations, flattened to ``[batch, features]``."""
         return batch[Columns.OBS].reshape(batch[Columns.OBS].shape[0], -1).float()
 
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
-        return {Columns.ACTION_DIST_INPUTS: self.net.distribution_inputs(self._observations(batch))}
+        return {Columns.ACTION_DIST_INPUTS: self.net.distribution_inputs(self.observations(batch))}
 
     def _forward_train(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         # One pass for both heads; the losses read the values back through compute_values.
-        dist_inputs, values = self.net(self._observations(batch))
+        dist_inputs, values = self.net(self.observations(batch))
         return {Columns.ACTION_DIST_INPUTS: dist_inputs, VALUES: values}
 
     def compute_values(self, batch: dict[str, Any], embeddings: Any | None = None) -> torch.Tensor:
         if embeddings is not None:
             return embeddings
-        return self.net.value(self._observations(batch))
+        return self.net.value(self.observations(batch))
