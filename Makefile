@@ -43,7 +43,8 @@ lint: install
 	$(BIN)/ruff check .
 
 bench: $(BENCH_INSTALLED)
-	$(BIN)/python benchmarks/ppo_cartpole.py
+	$(BIN)/python benchmarks/policy_gradient_cartpole.py
+	$(BIN)/python benchmarks/pg_rollout_scaling.py
 	$(BIN)/python benchmarks/cliff_walking.py
 	$(BIN)/python benchmarks/tabular_taxi_speed.py
 

@@ -21,6 +21,7 @@ from tests.conftest import REPO_ROOT, run_cli
 pytestmark = pytest.mark.slow
 
 PPO_CARTPOLE_TARGET = 450.0
+GREEDY_CARTPOLE_TARGET = 475.0  # the policy-gradient issue's check: greedy mean return >= 475
 
 
 @pytest.fixture(scope="module")
@@ -65,29 +66,33 @@ def test_run_writes_its_outputs(ppo_cartpole):
 def test_checkpoint_restores_and_evaluates(ppo_cartpole):
     result = rlscale.evaluate(ppo_cartpole.checkpoint, episodes=5, seed=1)
     assert result.episodes == 5
-    assert result.mean_return >= PPO_CARTPOLE_TARGET, result.returns
+    assert result.mean_return >= GREEDY_CARTPOLE_TARGET, result.returns
     assert result.std_return == pytest.approx(float(np.std(result.returns)))
 
 
 @pytest.mark.parametrize("policies", ["shared", "per_agent"])
-def test_multi_agent_ppo_on_pettingzoo(ray_local, tmp_path, policies):
+def test_multi_agent_ppo_improves_on_a_cooperative_pettingzoo_env(ray_local, tmp_path, policies):
+    """simple_spread (agents share the reward for covering the landmarks), 2 agents."""
     from rlscale.envs import resolve_env
 
     env = "pettingzoo:mpe2.simple_spread_v3"
-    info = resolve_env(env)
+    info = resolve_env(env, {"N": 2})
     spec = rlscale.ExperimentSpec(
         algorithm="ppo",
         env=env,
+        env_config={"N": 2},
         seed=0,
         output=tmp_path,
         name=policies,
         multi_agent={"policies": policies},
-        stop={"iterations": 2},
-        hyperparameters={"train_batch_size_per_learner": 512},
+        stop={"iterations": 8},
+        hyperparameters={"lr": 0.003, "gamma": 0.95},
     )
     result = rlscale.train(spec)
-    assert [m.iteration for m in result.history] == [1, 2]
-    assert result.final.env_steps >= 1024
+    assert [m.iteration for m in result.history] == list(range(1, 9))
+    first, last = result.history[0].return_mean, result.final.return_mean
+    # The first iteration's ~40 episodes against the last 100 episodes (iterations 6-8).
+    assert last >= first + 3.0, [round(m.return_mean, 1) for m in result.history]
     learner_state = result.checkpoint / "learner_group" / "learner" / "rl_module"
     modules = {path.name for path in learner_state.iterdir() if path.is_dir()}
     expected = {"shared"} if policies == "shared" else set(info.agent_ids)

@@ -14,10 +14,13 @@ def build_mlp(
     hidden_sizes: Sequence[int],
     activation: str = "relu",
     output_dim: int | None = None,
+    orthogonal_gain: float | None = None,
 ) -> nn.Sequential:
     """Linear layers of ``hidden_sizes`` with ``activation`` after each; optional linear output.
 
     With no hidden sizes and no output the MLP is the identity (a head straight on the input).
+    ``orthogonal_gain`` switches the hidden layers from PyTorch's default init to orthogonal
+    weights of that gain and zero biases (the usual choice for policy-gradient networks).
     """
     if activation not in ACTIVATIONS:
         raise ValueError(
@@ -26,7 +29,10 @@ def build_mlp(
     layers: list[nn.Module] = []
     width = input_dim
     for size in hidden_sizes:
-        layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
+        linear = nn.Linear(width, size)
+        if orthogonal_gain is not None:
+            orthogonal_init(linear, orthogonal_gain)
+        layers += [linear, ACTIVATIONS[activation]()]
         width = size
     if output_dim is not None:
         layers.append(nn.Linear(width, output_dim))
@@ -36,3 +42,10 @@ def build_mlp(
 def output_width(input_dim: int, hidden_sizes: Sequence[int]) -> int:
     """The feature size an MLP of ``hidden_sizes`` hands to the layer above it."""
     return hidden_sizes[-1] if hidden_sizes else input_dim
+
+
+def orthogonal_init(layer: nn.Linear, gain: float) -> nn.Linear:
+    """Orthogonal weights of ``gain``, zero bias; returns the layer."""
+    nn.init.orthogonal_(layer.weight, gain=gain)
+    nn.init.zeros_(layer.bias)
+    return layer

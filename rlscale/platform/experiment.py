@@ -41,6 +41,7 @@ def prepare(spec: ExperimentSpec) -> PreparedExperiment:
     _check_agent_spaces(entry, env_info)
 
     config = entry.make_config()
+    _apply_action_space_defaults(config, env_info)
     apply_hyperparameters(config, spec.hyperparameters, spec.algorithm)
     config.environment(env=register_with_rllib(spec.env), env_config=dict(spec.env_config))
     config.debugging(seed=spec.seed)
@@ -78,6 +79,17 @@ def _track_episodes(config: AlgorithmConfig) -> None:
     config.callbacks(
         callbacks_class=[c for c in classes if c is not RLlibCallback] + [EpisodeTotals]
     )
+
+
+def _apply_action_space_defaults(config: AlgorithmConfig, env_info: EnvInfo) -> None:
+    """Configs with defaults per action-space type (e.g. Discrete vs Box) get them first."""
+    apply = getattr(config, "apply_action_space_defaults", None)
+    if apply is None:
+        return
+    action_space = env_info.action_space
+    if env_info.is_multi_agent:
+        action_space = action_space[env_info.agent_ids[0]]
+    apply(action_space)
 
 
 def _apply_resources(config: AlgorithmConfig, spec: ExperimentSpec) -> None:
