@@ -40,6 +40,9 @@ def param_space(sweep: Sweep) -> dict[str, Any]:
         if sweep.tune.search == "grid" and distribution.kind == "choice":
             distribution = Distribution("grid", distribution.args)
         space[path] = to_domain(distribution)
+    for path, distribution in sweep.mutations.items():
+        # PBT's mutated paths start from a sample of their own mutation distribution.
+        space.setdefault(path, to_domain(distribution, grid_as_choice=True))
     return space
 
 

@@ -29,13 +29,14 @@ from rlscale.errors import SpecError, did_you_mean
 from rlscale.platform.outputs import IterationMetrics
 from rlscale.platform.spec import (
     SPEC_FIELDS,
+    SWEEP_KEY,
     ExperimentSpec,
     _valid_keys_at,
     deep_merge,
     read_spec_file,
 )
 
-TUNE_KEY = "tune"
+TUNE_KEY = SWEEP_KEY
 DEFAULT_ASHA_MAX_T = 100
 METRICS = tuple(field.name for field in fields(IterationMetrics))
 """What every trial reports each iteration: the columns of a run's metrics.csv."""
