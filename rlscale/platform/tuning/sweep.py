@@ -199,6 +199,7 @@ def load_sweep(path: str | Path) -> Sweep:
         mutations = _validate_space(
             scheduler.hyperparam_mutations, ("scheduler", "hyperparam_mutations"), problems
         )
+    _check_metric(tune.metric, problems)
     problems.raise_if_any()
     _check_against_algorithm(spec, base, {**param_space, **mutations}, tune, problems)
     _check_search(tune, scheduler, param_space, problems)
@@ -265,8 +266,10 @@ def _validate_tune(raw: dict[str, Any], problems: _Problems) -> TuneSection:
     except ValidationError as exc:
         for error in exc.errors():
             _add_pydantic_error(error, (), TuneSection, problems)
-        # Go on with the defaults so that the rest of the file is checked too.
-        return TuneSection()
+        # Go on with the keys that were valid so that the rest of the file is checked too.
+        bad = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+        valid = {k: v for k, v in raw.items() if k in TuneSection.model_fields and k not in bad}
+        return TuneSection.model_validate(valid)
 
 
 def _validate_base(base: dict[str, Any], problems: _Problems) -> ExperimentSpec | None:
@@ -422,6 +425,15 @@ def _bounds_problem(kind: str, args: list[float]) -> str | None:
     return None
 
 
+def _check_metric(metric: str, problems: _Problems) -> None:
+    if metric not in METRICS:
+        problems.add(
+            ("metric",),
+            f"metric '{metric}' is not reported by rlscale trials.{did_you_mean(metric, METRICS)} "
+            f"Every trial reports the columns of metrics.csv: {', '.join(METRICS)}.",
+        )
+
+
 def _check_against_algorithm(
     spec: ExperimentSpec | None,
     base: dict[str, Any],
@@ -434,13 +446,6 @@ def _check_against_algorithm(
     from rlscale.algorithms.registry import valid_hyperparameters
     from rlscale.platform.experiment import prepare
 
-    if tune.metric not in METRICS:
-        problems.add(
-            ("metric",),
-            f"metric '{tune.metric}' is not reported by rlscale trials."
-            f"{did_you_mean(tune.metric, METRICS)} "
-            f"Every trial reports the columns of metrics.csv: {', '.join(METRICS)}.",
-        )
     if spec is None:
         return
     try:
