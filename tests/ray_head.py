@@ -1,0 +1,109 @@
+"""A real Ray head on 127.0.0.1 (`ray start --head --block`) with token auth, on free ports.
+
+It runs in its own process group, which ``stop`` ends; never `ray stop`, which would end every
+Ray on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import REPO_ROOT
+
+AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any Ray address or auth settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in AUTH_VARS}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+@dataclass
+class RayHead:
+    process: subprocess.Popen
+    token: str
+    gcs_address: str
+    dashboard_url: str
+    temp_dir: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+def start_head(num_cpus: int = 1, home: Path | None = None, timeout_s: float = 120) -> RayHead:
+    token = secrets.token_hex(16)
+    port, dashboard_port = free_port(), free_port()
+    temp_dir = Path(tempfile.mkdtemp(prefix="rlscale-head-", dir="/tmp"))
+    env = clean_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+    if home is not None:
+        env["HOME"] = str(home)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    command = [
+        str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
+        "--node-ip-address=127.0.0.1", f"--port={port}", f"--num-cpus={num_cpus}",
+        "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard_port}", f"--ray-client-server-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={temp_dir}",
+        "--disable-usage-stats",
+    ]
+    process = subprocess.Popen(
+        command, env=env, cwd=REPO_ROOT, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    head = RayHead(
+        process=process,
+        token=token,
+        gcs_address=f"127.0.0.1:{port}",
+        dashboard_url=f"http://127.0.0.1:{dashboard_port}",
+        temp_dir=temp_dir,
+    )
+    try:
+        _wait_for_jobs_api(head, timeout_s)
+    except BaseException:
+        head.stop()
+        raise
+    return head
+
+
+def _wait_for_jobs_api(head: RayHead, timeout_s: float) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    request = urllib.request.Request(
+        f"{head.dashboard_url}/api/version", headers={"Authorization": f"Bearer {head.token}"}
+    )
+    while time.monotonic() < deadline:
+        if head.process.poll() is not None:
+            raise RuntimeError(f"`ray start --head` exited with {head.process.returncode}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"the head's Jobs API did not answer within {timeout_s:.0f}s")
