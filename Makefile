@@ -46,6 +46,7 @@ bench: $(BENCH_INSTALLED)
 	$(BIN)/python benchmarks/ppo_cartpole.py
 	$(BIN)/python benchmarks/cliff_walking.py
 	$(BIN)/python benchmarks/tabular_taxi_speed.py
+	$(BIN)/python benchmarks/tune_overhead.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

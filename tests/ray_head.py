@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.conftest import REPO_ROOT
 
+OBJECT_STORE_BYTES = 200 * 1024**2
+"""Each node would take 30% of RAM in /dev/shm by default; several nodes on one machine do not fit."""
 AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
 
 
@@ -36,6 +39,16 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _stop_group(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
 @dataclass
 class RayHead:
     process: subprocess.Popen
@@ -43,15 +56,27 @@ class RayHead:
     gcs_address: str
     dashboard_url: str
     temp_dir: Path
+    env: dict[str, str]
+    workers: list[subprocess.Popen] = field(default_factory=list)
+
+    def add_worker(self, num_cpus: int = 1) -> None:
+        """Another node (`ray start --address`) on 127.0.0.1, in a process group of its own."""
+        command = [
+            str(Path(sys.executable).with_name("ray")), "start", "--block",
+            f"--address={self.gcs_address}", "--node-ip-address=127.0.0.1",
+            f"--num-cpus={num_cpus}", f"--dashboard-agent-listen-port={free_port()}",
+            f"--object-store-memory={OBJECT_STORE_BYTES}", "--disable-usage-stats",
+        ]
+        self.workers.append(subprocess.Popen(
+            command, env=self.env, cwd=REPO_ROOT, start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        for worker in self.workers:
+            _stop_group(worker)
+        _stop_group(self.process)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def start_head(num_cpus: int = 1, home: Path | None = None, timeout_s: float = 120) -> RayHead:
@@ -68,7 +93,7 @@ def start_head(num_cpus: int = 1, home: Path | None = None, timeout_s: float = 1
         "--include-dashboard=true", "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dashboard_port}", f"--ray-client-server-port={free_port()}",
         f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={temp_dir}",
-        "--disable-usage-stats",
+        f"--object-store-memory={OBJECT_STORE_BYTES}", "--disable-usage-stats",
     ]
     process = subprocess.Popen(
         command, env=env, cwd=REPO_ROOT, start_new_session=True,
@@ -80,6 +105,7 @@ def start_head(num_cpus: int = 1, home: Path | None = None, timeout_s: float = 1
         gcs_address=f"127.0.0.1:{port}",
         dashboard_url=f"http://127.0.0.1:{dashboard_port}",
         temp_dir=temp_dir,
+        env=env,
     )
     try:
         _wait_for_jobs_api(head, timeout_s)
