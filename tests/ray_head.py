@@ -21,7 +21,7 @@ from pathlib import Path
 from tests.conftest import REPO_ROOT
 
 OBJECT_STORE_BYTES = 200 * 1024**2
-"""Each node would take 30% of RAM in /dev/shm by default; several nodes on one machine do not fit."""
+"""By default a node takes 30% of RAM in /dev/shm; several nodes on one host do not fit."""
 AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
 
 
@@ -37,6 +37,15 @@ def clean_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.update(extra)
     return env
+
+
+def _own_ports() -> list[str]:
+    """Free ports for the per-node services, whose defaults clash between nodes on one host."""
+    names = (
+        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "node-manager-port",
+        "object-manager-port", "metrics-export-port", "runtime-env-agent-port",
+    )
+    return [f"--{name}={free_port()}" for name in names]
 
 
 def _stop_group(process: subprocess.Popen) -> None:
@@ -64,7 +73,10 @@ class RayHead:
         command = [
             str(Path(sys.executable).with_name("ray")), "start", "--block",
             f"--address={self.gcs_address}", "--node-ip-address=127.0.0.1",
-            f"--num-cpus={num_cpus}", f"--dashboard-agent-listen-port={free_port()}",
+            f"--num-cpus={num_cpus}", *_own_ports(),
+            # Nodes on one host share the session folder: each needs sockets of its own.
+            f"--raylet-socket-name={self.temp_dir}/raylet_{len(self.workers)}",
+            f"--plasma-store-socket-name={self.temp_dir}/plasma_{len(self.workers)}",
             f"--object-store-memory={OBJECT_STORE_BYTES}", "--disable-usage-stats",
         ]
         self.workers.append(subprocess.Popen(
@@ -92,7 +104,7 @@ def start_head(num_cpus: int = 1, home: Path | None = None, timeout_s: float = 1
         "--node-ip-address=127.0.0.1", f"--port={port}", f"--num-cpus={num_cpus}",
         "--include-dashboard=true", "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dashboard_port}", f"--ray-client-server-port={free_port()}",
-        f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={temp_dir}",
+        *_own_ports(), f"--temp-dir={temp_dir}",
         f"--object-store-memory={OBJECT_STORE_BYTES}", "--disable-usage-stats",
     ]
     process = subprocess.Popen(
