@@ -135,3 +135,41 @@ def test_resume_after_the_driver_is_killed_keeps_finished_trials(tmp_path):
     for trial_id, progress in progress_before.items():
         # A finished trial was not run again: its results are exactly what they were.
         assert (experiment / f"trial_{trial_id}" / "progress.csv").read_text() == progress
+
+
+MULTINODE_SWEEP = """\
+algorithm: q_learning
+env: FrozenLake-v1
+seed: 0
+stop: {iterations: 2}
+resources: {num_env_runners: 1, gpus_per_learner: GPUS}
+tune:
+  max_concurrent_trials: 2
+  param_space:
+    hyperparameters.lr: {grid: [0.1, 0.2]}
+"""
+
+
+def test_trials_and_env_runners_spread_over_a_multi_node_cluster(tmp_path):
+    """A real 5-node cluster (its own process: the session's Ray stays out of it)."""
+    sweep, gpu_sweep = tmp_path / "multinode.yaml", tmp_path / "gpu.yaml"
+    sweep.write_text(MULTINODE_SWEEP.replace("GPUS", "auto"))
+    gpu_sweep.write_text(MULTINODE_SWEEP.replace("GPUS", "1"))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "tests" / "multinode_sweep.py"),
+         str(sweep), str(gpu_sweep), str(tmp_path / "out")],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=480,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["statuses"] == ["TERMINATED", "TERMINATED"]
+    trial_nodes = [trial["node"] for trial in report["trials"]]
+    runner_nodes = [node for trial in report["trials"] for node in trial["env_runner_nodes"]]
+    # Each worker node has one CPU: two trials and their two EnvRunners need all four.
+    assert len(set(trial_nodes)) == 2 and len(runner_nodes) == 2
+    assert len(set(trial_nodes + runner_nodes)) == 4
+    # `auto` resolved to 0 GPUs on this CPU-only cluster; an explicit GPU fails at once.
+    assert "gpus_per_learner=1 but the Ray cluster has 0 GPU(s)" in report["gpu_error"]
+    assert report["gpu_error_s"] < 30
