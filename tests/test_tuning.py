@@ -212,3 +212,13 @@ def test_cli_resume_of_unknown_experiment(tmp_path):
     path = write(tmp_path, GOOD)
     result = run_cli("tune", str(path), "--output", str(tmp_path), "--resume", "--name", "nope")
     assert_clean_failure(result, "nothing to resume at")
+
+
+def test_cli_unreachable_address_leaves_nothing_behind(tmp_path):
+    from tests.ray_head import free_port
+
+    port = free_port()
+    result = run_cli("tune", str(write(tmp_path, GOOD)), "--output", str(tmp_path / "out"),
+                     "--name", "x", "--address", f"127.0.0.1:{port}", timeout=60)
+    assert_clean_failure(result, f"cannot reach a Ray cluster at 127.0.0.1:{port}")
+    assert not (tmp_path / "out" / "x").exists()

@@ -85,13 +85,18 @@ def tune(
     if resume:
         sweep = _sweep_to_resume(experiment_dir)
     else:
-        _start_experiment_dir(experiment_dir, sweep_file)
+        _check_new_experiment(experiment_dir)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_STATE_PERIOD_S)
     # Frequent state saves are intended (see above); Tune would warn about each.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     with ray_session(address) as session:
         base = _resolve_gpus(sweep, session.num_gpus)
-        tuner = _tuner(sweep, base, experiment_dir, resume, console)
+        resources = trial_resources(sweep, base)
+        check_bundles_fit(resources.bundles, _cluster_nodes())
+        # Only now, with the cluster checked, does the experiment folder appear.
+        if not resume:
+            _start_experiment_dir(experiment_dir, sweep_file)
+        tuner = _tuner(sweep, base, resources, experiment_dir, resume, console)
         results = tuner.fit()
         result = summarize(sweep, results, experiment_dir)
     if result.trials and all(trial.error for trial in result.trials):
@@ -102,12 +107,15 @@ def tune(
     return result
 
 
-def _start_experiment_dir(experiment_dir: Path, sweep_file: Path) -> None:
+def _check_new_experiment(experiment_dir: Path) -> None:
     if (experiment_dir / SWEEP_COPY).exists():
         raise OutputError(
             f"{experiment_dir} already holds a sweep. Continue it with --resume --name "
             f"{experiment_dir.name}, or pick another --name."
         )
+
+
+def _start_experiment_dir(experiment_dir: Path, sweep_file: Path) -> None:
     try:
         experiment_dir.mkdir(parents=True, exist_ok=True)
         write_atomically(experiment_dir / SWEEP_COPY, sweep_file.read_text())
@@ -181,15 +189,18 @@ def _cluster_nodes() -> list[dict[str, float]]:
 
 
 def _tuner(
-    sweep: Sweep, base: dict[str, Any], experiment_dir: Path, resume: bool, console: Console | None
+    sweep: Sweep,
+    base: dict[str, Any],
+    resources,
+    experiment_dir: Path,
+    resume: bool,
+    console: Console | None,
 ):
     from ray import tune as ray_tune
 
     from rlscale.platform.tuning.search import param_space, scheduler, search_algorithm
     from rlscale.platform.tuning.trainable import RlscaleTrainable
 
-    resources = trial_resources(sweep, base)
-    check_bundles_fit(resources.bundles, _cluster_nodes())
     trainable = ray_tune.with_resources(
         ray_tune.with_parameters(
             RlscaleTrainable, base=base, trial_cpus=sweep.tune.resources_per_trial.cpus
