@@ -3,8 +3,9 @@
 1. Overhead. The same trials (PPO on CartPole-v1, a grid over lr, a fixed number of iterations)
    run through ``rlscale.platform.tuning.run.tune`` and through a plain Ray Tune script that hands
    RLlib's own PPO class and the same AlgorithmConfig to a ``Tuner``. Both share one Ray instance
-   and alternate, round by round, so machine drift hits both. Wall time is ``Tuner.fit()`` from
-   start to end (rlscale's includes its validation and the summary it writes).
+   and alternate, round by round, so machine drift hits both, after one uncounted warm-up run.
+   Wall time covers the whole call (rlscale's includes its validation, the per-trial placement
+   check and the summary it writes; the plain one ``Tuner.fit()``).
 2. Throughput. ``tune_configs/ppo_cartpole.yaml`` (ASHA, 8 trials, 2 at a time) on this machine:
    completed trials per hour.
 
@@ -115,6 +116,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tune-overhead-"))
     sweep_file = work / "overhead.yaml"
     sweep_file.write_text(sweep_text(iterations))
+    # Warm-up, not counted: the first trials of a fresh Ray pay for worker start-up and imports.
+    run_plain(1, work, "warmup")
     times: dict[str, list[float]] = {"rlscale": [], "plain": []}
     for round_index in range(rounds):
         order = ("rlscale", "plain") if round_index % 2 == 0 else ("plain", "rlscale")
