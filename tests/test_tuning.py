@@ -222,3 +222,35 @@ def test_cli_unreachable_address_leaves_nothing_behind(tmp_path):
                      "--name", "x", "--address", f"127.0.0.1:{port}", timeout=60)
     assert_clean_failure(result, f"cannot reach a Ray cluster at 127.0.0.1:{port}")
     assert not (tmp_path / "out" / "x").exists()
+
+
+class _FakeTrial:
+    trial_id = "abc_00001"
+    status = "RUNNING"
+    config = {"hyperparameters.lr": 0.01}
+    last_result = {"training_iteration": 3, "env_steps": 3000, "return_mean": 12.5}
+
+
+def test_live_trial_table_on_a_terminal_and_lines_elsewhere():
+    import io
+    import pickle
+
+    from rich.console import Console
+
+    from rlscale.platform.tuning.progress import TrialTable
+
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=120)
+    table = TrialTable("return_mean", ["hyperparameters.lr"], terminal)
+    table.on_step_end(1, [_FakeTrial()])
+    table.on_experiment_end([_FakeTrial()])
+    drawn = terminal.file.getvalue()
+    assert "abc_00001" in drawn and "3,000" in drawn and "12.5" in drawn
+
+    log = Console(file=io.StringIO(), force_terminal=False, width=200)
+    lines = TrialTable("return_mean", ["hyperparameters.lr"], log)
+    lines.on_trial_complete(1, [_FakeTrial()], _FakeTrial())
+    assert "trial abc_00001 finished hyperparameters.lr=0.01 iter=3 return_mean=12.5" in (
+        log.file.getvalue()
+    )
+    # Tune pickles callbacks with the experiment state (for --resume).
+    assert pickle.loads(pickle.dumps(table)).metric == "return_mean"

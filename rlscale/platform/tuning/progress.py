@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from typing import Any
 
 from ray.tune import Callback
@@ -16,6 +17,7 @@ from rich.live import Live
 from rich.table import Table
 
 MAX_ROWS = 30
+REDRAW_S = 0.5
 
 
 class TrialTable(Callback):
@@ -27,6 +29,7 @@ class TrialTable(Callback):
         self._console = console
         self._live: Live | None = None
         self._lock = threading.Lock()
+        self._drawn = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
         return {"metric": self.metric, "params": self.params}
@@ -41,8 +44,10 @@ class TrialTable(Callback):
         return self._console
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
-        if not self.console.is_terminal:
+        # Tune's loop steps many times a second; redraw at most every REDRAW_S.
+        if not self.console.is_terminal or time.monotonic() - self._drawn < REDRAW_S:
             return
+        self._drawn = time.monotonic()
         with self._lock:
             if self._live is None:
                 self._live = Live(console=self.console, auto_refresh=False, transient=False)
