@@ -43,7 +43,7 @@ def read_trials(experiment: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_asha_sweep_ranks_trials_and_writes_best_spec_checkpoint_and_curves(tmp_path):
+def test_asha_sweep_ranks_trials_and_writes_best_spec_checkpoint_and_curves(tmp_path, ray_local):
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(SWEEP.format(
         iterations=4, samples=2, concurrent=2, lr="{loguniform: [0.05, 0.5]}",
@@ -73,9 +73,9 @@ def test_asha_sweep_ranks_trials_and_writes_best_spec_checkpoint_and_curves(tmp_
     assert "rank" in result.stderr and "best spec" in result.stderr
 
     # The best checkpoint is an ordinary rlscale checkpoint.
-    evaluated = run_cli("evaluate", str(best_checkpoint), "--episodes", "3", "--json")
-    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    assert json.loads(evaluated.stdout.strip().splitlines()[-1])["episodes"] == 3
+    from rlscale.platform.evaluation import evaluate
+
+    assert evaluate(best_checkpoint, episodes=3).episodes == 3
 
 
 def _terminated_trials(experiment: Path) -> set[str]:
