@@ -47,6 +47,7 @@ bench: $(BENCH_INSTALLED)
 	$(BIN)/python benchmarks/pg_rollout_scaling.py
 	$(BIN)/python benchmarks/cliff_walking.py
 	$(BIN)/python benchmarks/tabular_taxi_speed.py
+	$(BIN)/python benchmarks/tune_overhead.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["ExperimentSpec", "evaluate", "load_spec", "train", "__version__"]
+__all__ = ["ExperimentSpec", "evaluate", "load_spec", "train", "tune", "__version__"]
 
 if TYPE_CHECKING:
     from rlscale.platform.evaluation import evaluate
     from rlscale.platform.runner import train
     from rlscale.platform.spec import ExperimentSpec, load_spec
+    from rlscale.platform.tuning.run import tune
 
 # Heavy modules (Ray, torch) load on first use, so `import rlscale` and `rlscale --help` stay fast.
 _LAZY = {
@@ -27,6 +28,7 @@ _LAZY = {
     "load_spec": "rlscale.platform.spec",
     "train": "rlscale.platform.runner",
     "evaluate": "rlscale.platform.evaluation",
+    "tune": "rlscale.platform.tuning.run",
 }
 
 

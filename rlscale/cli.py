@@ -171,6 +171,95 @@ def algos() -> None:
         print(f"{entry.name:<12} {entry.family:<16} {entry.summary}")
 
 
+@app.command()
+def tune(
+    file: Annotated[Path, typer.Argument(help="Sweep file: a spec plus a `tune:` section.")],
+    address: Annotated[Optional[str], typer.Option(help=ADDRESS_HELP)] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the experiment DIR/NAME after its driver was killed.")
+    ] = False,
+    name: Annotated[
+        Optional[str], typer.Option(help="Experiment folder name [default: <file>-<time>].")
+    ] = None,
+    output: Annotated[
+        Optional[Path], typer.Option(help="Root folder [default: the spec's output, runs].")
+    ] = None,
+) -> None:
+    """Run a Ray Tune sweep; print the ranked trials, the best spec and checkpoint last."""
+    from rlscale.platform.tuning.run import tune as run_sweep
+
+    result = run_sweep(file, name=name, output=output, resume=resume, address=address, console=err)
+    table = Table("rank", "trial", "status", result.metric, "iter", "env steps", "params")
+    for rank, trial in enumerate(result.trials, start=1):
+        metric = "n/a" if trial.metric is None else f"{trial.metric:.4g}"
+        params = " ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
+        table.add_row(
+            str(rank), trial.trial_id, trial.status, metric, str(trial.iterations),
+            f"{trial.env_steps:,}", params,
+        )
+    err.print(table)
+    err.print(f"experiment folder: {result.experiment_dir}", highlight=False)
+    if result.curves_path:
+        err.print(f"learning curves:   {result.curves_path}", highlight=False)
+    best = result.best
+    if best is None:
+        raise RlscaleError(f"no trial reported a finite {result.metric}; see the trial folders.")
+    err.print(f"best spec:         {result.best_spec_path}  (rlscale train --config ...)",
+              highlight=False)
+    err.print("best checkpoint:", highlight=False)
+    print(best.checkpoint, flush=True)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def submit(
+    ctx: typer.Context,
+    address: Annotated[
+        str, typer.Option(help="The head's dashboard / Jobs API, e.g. http://HEAD:8265.")
+    ],
+    working_dir: Annotated[
+        Optional[Path], typer.Option(help="Folder uploaded to the cluster as the job's cwd.")
+    ] = None,
+    token: Annotated[
+        Optional[str],
+        typer.Option(help="Cluster token (default: RAY_AUTH_TOKEN, else ~/.ray/auth_token)."),
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Stream logs and wait for the job's end.")] = True,
+) -> None:
+    """Submit `-- COMMAND ...` as a Ray job; stream its logs, exit with its status."""
+    from rlscale.platform.cluster.jobs import submit as submit_job
+
+    command = list(ctx.args)
+    result = submit_job(address, command, working_dir=working_dir, token=token, wait=wait)
+    if not wait:
+        err.print(f"submitted job {result.job_id}", highlight=False)
+        print(result.job_id, flush=True)
+        return
+    err.print(f"job {result.job_id}: {result.status}"
+              + (f" ({result.message})" if result.message and not result.succeeded else ""),
+              highlight=False)
+    if not result.succeeded:
+        raise typer.Exit(1)
+
+
+@app.command()
+def cluster(
+    action: Annotated[str, typer.Argument(help="up | down | status")],
+    config: Annotated[
+        str, typer.Argument(help="A `ray up` YAML, or a shipped example: aws, gcp, local.")
+    ],
+) -> None:
+    """Launch, tear down or inspect a Ray cluster with Ray's cluster launcher."""
+    from rlscale.platform.cluster.launcher import run_launcher
+
+    code = run_launcher(action, config)
+    if code:
+        raise typer.Exit(code)
+
+
 def _flag_overrides(**flags: Any) -> dict[str, Any]:
     """Only the flags actually given, so they override the file and nothing else."""
     overrides: dict[str, Any] = {}

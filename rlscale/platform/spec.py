@@ -115,6 +115,8 @@ class ExperimentSpec(_Strict):
 
 
 SPEC_FIELDS = tuple(ExperimentSpec.model_fields)
+SWEEP_KEY = "tune"
+"""The section that makes a spec file a sweep for `rlscale tune` (see platform.tuning.sweep)."""
 
 
 def spec_from_dict(data: dict[str, Any], source: str = "spec") -> ExperimentSpec:
@@ -128,6 +130,11 @@ def spec_from_dict(data: dict[str, Any], source: str = "spec") -> ExperimentSpec
 def load_spec(path: str | Path | None, overrides: dict[str, Any] | None = None) -> ExperimentSpec:
     """Load a YAML spec (or none) and apply ``overrides`` on top, e.g. from command-line flags."""
     data: dict[str, Any] = read_spec_file(path) if path is not None else {}
+    if SWEEP_KEY in data:
+        raise SpecError(
+            f"{path} is a sweep file (it has a `{SWEEP_KEY}:` section): run it with "
+            f"`rlscale tune {path}`, or remove the section to train one configuration."
+        )
     merged = deep_merge(data, overrides or {})
     return spec_from_dict(merged, source=str(path) if path is not None else "command line")
 

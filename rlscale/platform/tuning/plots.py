@@ -1,0 +1,55 @@
+"""One PNG with every trial's learning curve."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+
+def plot_trial_curves(results, metric: str, path: Path, title: str) -> Path:
+    """``metric`` against env steps, one line per trial; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.8), dpi=110)
+    plotted = 0
+    for result in results:
+        frame = _progress(result)
+        if frame is None or metric not in frame or "env_steps" not in frame:
+            continue
+        frame = frame[["env_steps", metric]].dropna()
+        if frame.empty:
+            continue
+        label = Path(result.path).name.split("_")[0:2]
+        ax.plot(frame["env_steps"], frame[metric], lw=1.5, label="_".join(label))
+        plotted += 1
+    if plotted:
+        if plotted <= 12:
+            ax.legend(loc="best", fontsize="small")
+    else:
+        ax.text(0.5, 0.5, "no trial reported yet", ha="center", va="center",
+                transform=ax.transAxes)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel(metric)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    fig.savefig(partial)
+    plt.close(fig)
+    os.replace(partial, path)
+    return path
+
+
+def _progress(result) -> pd.DataFrame | None:
+    frame = getattr(result, "metrics_dataframe", None)
+    if frame is not None and not frame.empty:
+        return frame
+    csv = Path(result.path) / "progress.csv"
+    if csv.is_file():
+        return pd.read_csv(csv)
+    return None

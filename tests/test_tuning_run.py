@@ -1,0 +1,175 @@
+"""Real sweeps through `rlscale tune`: ranked results, best spec and checkpoint, --resume."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rlscale.platform.spec import load_spec
+from tests.conftest import REPO_ROOT, run_cli
+
+pytestmark = pytest.mark.slow
+
+SWEEP = """\
+algorithm: q_learning
+env: FrozenLake-v1
+seed: 0
+stop: {{iterations: {iterations}}}
+checkpoint: {{every: 2, keep: 1}}
+hyperparameters: {{epsilon_decay_steps: 5000}}
+tune:
+  metric: return_mean
+  mode: max
+  num_samples: {samples}
+  max_concurrent_trials: {concurrent}
+  scheduler: {scheduler}
+  param_space:
+    hyperparameters.lr: {lr}
+    hyperparameters.epsilon_end: {{grid: [0.05, 0.2]}}
+"""
+
+
+def read_trials(experiment: Path) -> list[dict[str, str]]:
+    with (experiment / "trials.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_asha_sweep_ranks_trials_and_writes_best_spec_checkpoint_and_curves(tmp_path, ray_local):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(SWEEP.format(
+        iterations=4, samples=2, concurrent=2, lr="{loguniform: [0.05, 0.5]}",
+        scheduler="{type: asha, grace_period: 2, reduction_factor: 2}",
+    ))
+    result = run_cli("tune", str(sweep), "--output", str(tmp_path), "--name", "asha")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    experiment = tmp_path / "asha"
+    best_checkpoint = Path(result.stdout.strip().splitlines()[-1])
+    assert (best_checkpoint / "rlscale.json").is_file()
+
+    trials = read_trials(experiment)
+    assert len(trials) == 4 and {t["status"] for t in trials} == {"TERMINATED"}
+    returns = [float(t["return_mean"]) for t in trials]
+    assert returns == sorted(returns, reverse=True)
+    assert Path(trials[0]["checkpoint"]) == best_checkpoint
+    # ASHA runs every trial at least the grace period and none past the horizon.
+    assert all(2 <= int(t["iterations"]) <= 4 for t in trials)
+
+    best_spec = load_spec(experiment / "best_spec.yaml")
+    assert best_spec.hyperparameters["lr"] == pytest.approx(float(trials[0]["hyperparameters.lr"]))
+    assert best_spec.resources.gpus_per_learner == "auto"
+    curves = experiment / "learning_curves.png"
+    assert curves.stat().st_size > 10_000
+    summary = json.loads((experiment / "summary.json").read_text())
+    assert summary["best_checkpoint"] == str(best_checkpoint)
+    assert "rank" in result.stderr and "best spec" in result.stderr
+
+    # The best checkpoint is an ordinary rlscale checkpoint.
+    from rlscale.platform.evaluation import evaluate
+
+    assert evaluate(best_checkpoint, episodes=3).episodes == 3
+
+
+def _terminated_trials(experiment: Path) -> set[str]:
+    """Trial ids the saved experiment state records as finished."""
+    done: set[str] = set()
+    for state_file in experiment.glob("experiment_state-*.json"):
+        try:
+            state = json.loads(state_file.read_text())
+        except (json.JSONDecodeError, OSError):
+            continue  # being rewritten right now
+        for entry in state.get("trial_data", []):
+            trial = json.loads(entry[0])
+            if trial.get("status") == "TERMINATED":
+                done.add(trial["trial_id"])
+    return done
+
+
+def test_resume_after_the_driver_is_killed_keeps_finished_trials(tmp_path):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(SWEEP.format(
+        iterations=3, samples=1, concurrent=1, lr="{grid: [0.1, 0.3]}", scheduler="{type: fifo}"
+    ))
+    experiment = tmp_path / "resumable"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    driver = subprocess.Popen(
+        [str(Path(sys.executable).with_name("rlscale")), "tune", str(sweep),
+         "--output", str(tmp_path), "--name", "resumable"],
+        cwd=REPO_ROOT, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 400
+        while not _terminated_trials(experiment):
+            assert driver.poll() is None, "the sweep ended before it could be killed"
+            assert time.monotonic() < deadline, "no trial finished in time"
+            time.sleep(1)
+        finished_before = _terminated_trials(experiment)
+        assert len(finished_before) < 4, "all trials finished before the kill"
+        progress_before = {
+            trial_id: (experiment / f"trial_{trial_id}" / "progress.csv").read_text()
+            for trial_id in finished_before
+        }
+        os.kill(driver.pid, signal.SIGKILL)  # the driver only, as a crash would
+        driver.wait(timeout=30)
+    finally:
+        # Whatever the dead driver left behind (its embedded Ray) is in its process group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
+
+    resumed = run_cli("tune", str(sweep), "--output", str(tmp_path), "--name", "resumable",
+                      "--resume")
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+    trials = read_trials(experiment)
+    assert len(trials) == 4
+    assert {t["status"] for t in trials} == {"TERMINATED"}
+    assert all(int(t["iterations"]) == 3 for t in trials)
+    for trial_id, progress in progress_before.items():
+        # A finished trial was not run again: its results are exactly what they were.
+        assert (experiment / f"trial_{trial_id}" / "progress.csv").read_text() == progress
+
+
+MULTINODE_SWEEP = """\
+algorithm: q_learning
+env: FrozenLake-v1
+seed: 0
+stop: {iterations: 2}
+resources: {num_env_runners: 1, gpus_per_learner: GPUS}
+tune:
+  max_concurrent_trials: 2
+  param_space:
+    hyperparameters.lr: {grid: [0.1, 0.2]}
+"""
+
+
+def test_trials_and_env_runners_spread_over_a_multi_node_cluster(tmp_path):
+    """A real 5-node cluster (its own process: the session's Ray stays out of it)."""
+    sweep, gpu_sweep = tmp_path / "multinode.yaml", tmp_path / "gpu.yaml"
+    sweep.write_text(MULTINODE_SWEEP.replace("GPUS", "auto"))
+    gpu_sweep.write_text(MULTINODE_SWEEP.replace("GPUS", "1"))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "tests" / "multinode_sweep.py"),
+         str(sweep), str(gpu_sweep), str(tmp_path / "out")],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=480,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["statuses"] == ["TERMINATED", "TERMINATED"]
+    trial_nodes = [trial["node"] for trial in report["trials"]]
+    runner_nodes = [node for trial in report["trials"] for node in trial["env_runner_nodes"]]
+    # Each worker node has one CPU: two trials and their two EnvRunners need all four.
+    assert len(set(trial_nodes)) == 2 and len(runner_nodes) == 2
+    assert len(set(trial_nodes + runner_nodes)) == 4
+    # `auto` resolved to 0 GPUs on this CPU-only cluster; an explicit GPU fails at once.
+    assert "gpus_per_learner=1 but the Ray cluster has 0 GPU(s)" in report["gpu_error"]
+    assert report["gpu_error_s"] < 30
