@@ -45,6 +45,7 @@ lint: install
 bench: $(BENCH_INSTALLED)
 	$(BIN)/python benchmarks/policy_gradient_cartpole.py
 	$(BIN)/python benchmarks/pg_rollout_scaling.py
+	$(BIN)/python benchmarks/dqn_cartpole.py
 	$(BIN)/python benchmarks/cliff_walking.py
 	$(BIN)/python benchmarks/tabular_taxi_speed.py
 	$(BIN)/python benchmarks/tune_overhead.py
