@@ -43,7 +43,7 @@ class Run:
 Peer = Callable[[int, int], Run]
 
 
-def run_rlscale(algorithm: str, seed: int, max_steps: int) -> Run:
+def run_rlscale(algorithm: str, seed: int, max_steps: int, peer: str = "rlscale") -> Run:
     """``rlscale.train`` with the algorithm's rlscale defaults, what ``rlscale train`` runs."""
     import rlscale
 
@@ -53,15 +53,14 @@ def run_rlscale(algorithm: str, seed: int, max_steps: int) -> Run:
             env=ENV,
             seed=seed,
             output=output,
-            name=f"bench-{seed}",
+            name=f"bench-{algorithm}-{seed}",
             stop={"reward": TARGET, "timesteps": max_steps},
             checkpoint={"every": 0},
         )
         result = rlscale.train(spec)
     final = result.final
     return Run(
-        "rlscale", seed, final.return_mean >= TARGET, final.env_steps, result.wall_s,
-        final.return_mean,
+        peer, seed, final.return_mean >= TARGET, final.env_steps, result.wall_s, final.return_mean
     )
 
 
@@ -113,7 +112,9 @@ def linear_schedule(value: str | float) -> Callable[[float], float] | float:
     return value
 
 
-def run_sb3_model(make_model: Callable[[], Any], seed: int, max_steps: int) -> Run:
+def run_sb3_model(
+    make_model: Callable[[], Any], seed: int, max_steps: int, peer: str = "sb3"
+) -> Run:
     """Learn an SB3 model until its 100-episode mean first reaches the target."""
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -132,10 +133,14 @@ def run_sb3_model(make_model: Callable[[], Any], seed: int, max_steps: int) -> R
     model.learn(total_timesteps=max_steps, callback=callback)
     mean = float(np.mean([info["r"] for info in model.ep_info_buffer]))
     steps, wall_s = callback.hit or (int(model.num_timesteps), time.perf_counter() - started)
-    return Run("sb3", seed, callback.hit is not None, steps, wall_s, mean)
+    return Run(peer, seed, callback.hit is not None, steps, wall_s, mean)
 
 
-def summarize(runs: list[Run], peers: list[str]) -> list[dict[str, Any]]:
+def summarize(
+    runs: list[Run], peers: list[str], baselines: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Per peer: how many seeds reached the target, medians, and ratios to its rlscale baseline
+    (``baselines[peer]``, default ``"rlscale"``; a ratio > 1 means rlscale needed less)."""
     rows = []
     for peer in peers:
         mine = [run for run in runs if run.peer == peer]
@@ -154,8 +159,10 @@ def summarize(runs: list[Run], peers: list[str]) -> list[dict[str, Any]]:
                 "wall_s": [round(r.wall_s, 1) for r in mine],
             }
         )
-    base = next((row for row in rows if row["peer"] == "rlscale"), None)
+    by_peer = {row["peer"]: row for row in rows}
     for row in rows:
+        base = by_peer.get((baselines or {}).get(row["peer"], "rlscale"))
+        row["compared_with"] = base["peer"] if base else None
         for key in ("median_env_steps", "median_wall_s"):
             ratio = None
             if base and base[key] and row[key]:
@@ -170,13 +177,17 @@ def print_table(title: str, rows: list[dict[str, Any]], ray_start_s: float) -> N
 
     print(f"\n{title} on {ENV}, to mean return {TARGET:g} (Ray start {ray_start_s:.1f}s, excluded)")
     print(
-        "| peer | reached | median env steps | median wall s | steps vs rlscale | time vs rlscale |"
+        "| peer | reached | env steps per seed | median env steps | wall s per seed "
+        "| median wall s | vs | steps / rlscale's | time / rlscale's |"
     )
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         print(
-            f"| {row['peer']} | {row['reached']} | {fmt(row['median_env_steps'])} "
-            f"| {fmt(row['median_wall_s'], '.1f')} "
+            f"| {row['peer']} | {row['reached']} "
+            f"| {' / '.join(f'{steps:,}' for steps in row['env_steps'])} "
+            f"| {fmt(row['median_env_steps'])} "
+            f"| {' / '.join(f'{wall:.1f}' for wall in row['wall_s'])} "
+            f"| {fmt(row['median_wall_s'], '.1f')} | {row['compared_with']} "
             f"| {fmt(row['ratio_to_rlscale_env_steps'], '.2f')}x "
             f"| {fmt(row['ratio_to_rlscale_wall_s'], '.2f')}x |"
         )
@@ -190,14 +201,21 @@ def write_results(path: Path, payload: dict[str, Any]) -> None:
     partial.replace(path)
 
 
-def race(name: str, title: str, peers: dict[str, Peer], argv: list[str] | None = None) -> None:
+def race(
+    name: str,
+    title: str,
+    peers: dict[str, Peer],
+    baselines: dict[str, str] | None = None,
+    max_steps: int = 150_000,
+    argv: list[str] | None = None,
+) -> None:
     """Parse the common flags, run every peer on every seed, print and save the table.
 
     ``peers`` is ordered slowest last, so a run cut short still holds the others.
     """
     parser = argparse.ArgumentParser(description=f"{title}: env steps and time to {TARGET:g}")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--max-steps", type=int, default=150_000)
+    parser.add_argument("--max-steps", type=int, default=max_steps)
     parser.add_argument("--peers", nargs="+", choices=list(peers), default=list(peers))
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / f"{name}.json")
     args = parser.parse_args(argv)
@@ -231,9 +249,9 @@ def race(name: str, title: str, peers: dict[str, Peer], argv: list[str] | None =
                     "max_steps": args.max_steps,
                     "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
                     "runs": [asdict(r) for r in runs],
-                    "summary": summarize(runs, args.peers),
+                    "summary": summarize(runs, args.peers, baselines),
                 },
             )
     ray.shutdown()
-    print_table(title, summarize(runs, args.peers), ray_start_s)
+    print_table(title, summarize(runs, args.peers, baselines), ray_start_s)
     print(f"\nwrote {args.out}")
