@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 EPISODES_PER_SHARD = 8
+READER_CPUS = 0.25
+"""Reading a shard is light; a whole CPU per read task would starve the learner's pipeline."""
 
 
 def episode_shards(
@@ -50,23 +52,37 @@ def read_transitions(data_dir: str | Path, start: int, stop: int) -> dict[str, n
     return batch
 
 
-def _read_shard_batch(shards: dict[str, np.ndarray], data_dir: str) -> dict[str, np.ndarray]:
+def _read_shard_batch(
+    shards: dict[str, np.ndarray], data_dir: str, seed: int | None
+) -> dict[str, np.ndarray]:
     parts = [
         read_transitions(data_dir, int(start), int(stop))
         for start, stop in zip(shards["start"], shards["stop"], strict=True)
     ]
-    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    batch = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    if seed is None:
+        return batch
+    # Shuffle rows within the shard, so that a training batch is not one stretch of an episode.
+    order = np.random.default_rng([seed, int(shards["start"][0])]).permutation(len(batch["eps_id"]))
+    return {key: column[order] for key, column in batch.items()}
 
 
 def transitions_dataset(
-    data_dir: str | Path, total_episodes: int, episodes_per_shard: int = EPISODES_PER_SHARD
+    data_dir: str | Path,
+    total_episodes: int,
+    episodes_per_shard: int = EPISODES_PER_SHARD,
+    seed: int | None = None,
 ):
-    """A lazy ``ray.data.Dataset`` of the dataset's transitions (Ray must be initialized)."""
+    """A lazy ``ray.data.Dataset`` of the dataset's transitions (Ray must be initialized).
+
+    With a ``seed`` the rows of each shard come shuffled (reproducibly); without, in order.
+    """
     import ray.data
 
     shards = episode_shards(total_episodes, episodes_per_shard)
     return ray.data.from_items(shards, override_num_blocks=len(shards)).map_batches(
         _read_shard_batch,
         batch_size=1,
-        fn_kwargs={"data_dir": str(data_dir)},
+        num_cpus=READER_CPUS,
+        fn_kwargs={"data_dir": str(data_dir), "seed": seed},
     )

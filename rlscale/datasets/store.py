@@ -316,3 +316,20 @@ def normalized_score(
     if ref_min_score is None or ref_max_score is None or ref_max_score == ref_min_score:
         return None
     return 100.0 * (raw_return - ref_min_score) / (ref_max_score - ref_min_score)
+
+
+def download(dataset_id: str) -> Path:
+    """Fetch a remote Minari dataset into the root with Minari's own download."""
+    import minari
+
+    check_dataset_id(dataset_id)
+    try:
+        minari.download_dataset(dataset_id)
+    except Exception as exc:  # network errors come as many types (requests, google, hf)
+        raise DatasetError(
+            f"could not download the Minari dataset {dataset_id}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}. Downloading needs a network "
+            "connection to Minari's remote; without one, collect data locally with "
+            "`rlscale datasets collect`."
+        ) from None
+    return datasets_root() / dataset_id
