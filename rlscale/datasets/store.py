@@ -89,7 +89,9 @@ def open_dataset(name_or_path: str | Path, root: str | Path | None = None):
     read_metadata(data_dir)
     try:
         dataset = MinariDataset(data_dir)
-        _ = dataset.total_episodes
+        if dataset.total_episodes:
+            # Opens the data file: a damaged one fails here rather than in the middle of a run.
+            list(dataset.storage.get_episode_metadata([0]))
     except Exception as exc:  # Minari raises ValueError, AssertionError, OSError, KeyError...
         raise DatasetError(
             f"cannot open the dataset at {data_dir}: {type(exc).__name__}: {exc}. "

@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlscale.datasets.store import open_dataset
+from rlscale.errors import DatasetError
 
 MAX_PROBLEMS_PER_KIND = 5
 """Beyond this many episodes with the same problem, the rest are counted, not listed."""
@@ -45,7 +46,7 @@ def validate_dataset(
         report.problems.extend(space_mismatches(observation_space, action_space, *env_spaces))
     counts: dict[str, int] = {}
     storage = dataset.storage
-    for episode in storage.get_episodes(range(storage.total_episodes)):
+    for episode in _read_episodes(storage):
         report.episodes += 1
         report.steps += len(episode["rewards"])
         for kind, text in _episode_problems(episode, observation_space, action_space):
@@ -64,6 +65,23 @@ def validate_dataset(
             f"metadata says {storage.total_steps} steps, the episodes hold {report.steps}"
         )
     return report
+
+
+def _read_episodes(storage) -> Iterator[dict]:
+    episodes = iter(storage.get_episodes(range(storage.total_episodes)))
+    index = 0
+    while True:
+        try:
+            episode = next(episodes)
+        except StopIteration:
+            return
+        except Exception as exc:  # h5py/arrow errors on damaged files come in many types
+            raise DatasetError(
+                f"cannot read episode {index} of {storage.data_path}: {type(exc).__name__}: "
+                f"{exc}. The data file is damaged; re-collect the dataset."
+            ) from None
+        index += 1
+        yield episode
 
 
 def space_mismatches(

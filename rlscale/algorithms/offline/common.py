@@ -15,7 +15,8 @@ EVALUATION_EPISODES = 10
 def set_offline_defaults(config: AlgorithmConfig, updates_per_iteration: int) -> None:
     """One iteration = ``updates_per_iteration`` gradient updates; evaluate every few of them.
 
-    Evaluation runs greedy (``explore=False``) episodes on one local evaluation EnvRunner (the driver process).
+    Evaluation runs greedy (``explore=False``) episodes on one local evaluation EnvRunner
+    (in the driver process).
     """
     config.num_env_runners = 0
     # No training EnvRunners: RLlib's flag for "samples the env while training" (MARWIL sets
