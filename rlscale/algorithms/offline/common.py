@@ -23,6 +23,11 @@ def set_offline_defaults(config: AlgorithmConfig, updates_per_iteration: int) ->
     # it; DQN- and SAC-based configs would otherwise build an unused sampling EnvRunner).
     config._is_online = False
     config.dataset_num_iters_per_learner = updates_per_iteration
+    # Exactly one training step per iteration (DQN and SAC loop their step to reach minimum
+    # sampled steps or seconds per iteration; CQL adds a minimum of trained steps).
+    config.min_sample_timesteps_per_iteration = 0
+    config.min_train_timesteps_per_iteration = 0
+    config.min_time_s_per_iteration = None
     config.evaluation_interval = EVALUATION_INTERVAL
     config.evaluation_duration = EVALUATION_EPISODES
     config.evaluation_duration_unit = "episodes"

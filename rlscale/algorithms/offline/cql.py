@@ -20,3 +20,4 @@ class RlscaleCQLConfig(CQLConfig):
         self.train_batch_size_per_learner = 256
         self.bc_iters = 200
         self.twin_q = True
+        self._model_config = {"fcnet_hiddens": [128, 128]}

@@ -54,6 +54,7 @@ class DiscreteCQLConfig(DQNConfig):
         self.target_network_update_freq = 1
         self.tau = 1.0
         self.td_error_loss_fn = "huber"
+        self._model_config = {"fcnet_hiddens": [64, 64], "head_fcnet_hiddens": [64]}
 
     @override(DQNConfig)
     def get_default_learner_class(self):
