@@ -9,6 +9,7 @@ from rlscale.datasets.collect import CollectionRequest, collect
 from rlscale.datasets.policies import scripted_policy
 from rlscale.envs import make_env
 from rlscale.errors import DatasetError, SpecError
+from rlscale.platform.collection import collect_dataset
 from rlscale.platform.experiment import prepare
 from tests.conftest import run_cli
 
@@ -65,12 +66,21 @@ def test_offline_algorithm_needs_a_dataset_and_online_refuses_one():
 def test_dataset_problems_stop_training_before_it_starts(ray_local, root, tmp_path):
     _collect(root, "CartPole-v1", "random", "cart/random-v0", episodes=2, noise=0.0)
     with pytest.raises(DatasetError, match="observation space"):
-        prepare(rlscale.ExperimentSpec(algorithm="cql", env="Pendulum-v1", dataset="cart/random-v0"))
+        prepare(
+            rlscale.ExperimentSpec(algorithm="cql", env="Pendulum-v1", dataset="cart/random-v0")
+        )
     with pytest.raises(DatasetError, match="not found"):
         prepare(rlscale.ExperimentSpec(algorithm="bc", env="CartPole-v1", dataset="no/such-v0"))
     cli = run_cli(
-        "train", "cql_discrete", "--env", "CartPole-v1", "--dataset", "no/such-v0",
-        "--output", str(tmp_path / "runs"), env={"MINARI_DATASETS_PATH": str(root)},
+        "train",
+        "cql_discrete",
+        "--env",
+        "CartPole-v1",
+        "--dataset",
+        "no/such-v0",
+        "--output",
+        str(tmp_path / "runs"),
+        env={"MINARI_DATASETS_PATH": str(root)},
     )
     assert cli.returncode == 1 and "not found" in cli.stderr and "Traceback" not in cli.stderr
 
@@ -86,6 +96,16 @@ def test_bc_on_expert_cartpole_reaches_475_and_evaluates(ray_local, root, tmp_pa
     )
     report = rlscale.evaluate(result.checkpoint, episodes=2)
     assert report.mean_return >= 475
+    # The trained checkpoint can collect a dataset of its own.
+    recollected = collect_dataset(
+        env="CartPole-v1",
+        policy=str(result.checkpoint),
+        episodes=2,
+        dataset_id="cart/from-bc-v0",
+        workers=2,
+    )
+    assert recollected.mean_return >= 475
+    assert recollected.write.episodes == 2
 
 
 @pytest.mark.slow

@@ -17,7 +17,12 @@ class RlscaleCQLConfig(CQLConfig):
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class)
         set_offline_defaults(self, updates_per_iteration=100)
-        self.train_batch_size_per_learner = 256
+        # CQL's regularizer evaluates both Q nets on num_actions sampled actions for s and s'
+        # (3 x num_actions extra forward passes per row): keep the nets and samples small.
+        self.train_batch_size_per_learner = 128
+        self.num_actions = 4
         self.bc_iters = 200
+        # SAC-based: separate actor, critic and temperature learning rates, no shared one.
+        self.lr = None
         self.twin_q = True
-        self._model_config = {"fcnet_hiddens": [128, 128]}
+        self._model_config = {"fcnet_hiddens": [64, 64], "fusionnet_hiddens": [64]}

@@ -41,8 +41,11 @@ class MinariOfflineData(OfflineData):
         metadata = json.loads((self.path / "metadata.json").read_text())
         # Shards come in random order and each shard's rows are shuffled; a global shuffle would
         # have to hold the whole dataset.
+        episodes = int(metadata["total_episodes"])
+        mean_length = max(1.0, int(metadata["total_steps"]) / max(1, episodes))
+        per_shard = max(1, round(TRANSITIONS_PER_SHARD / mean_length))
         self.data = (
-            transitions_dataset(self.path, int(metadata["total_episodes"]), seed=config.seed)
+            transitions_dataset(self.path, episodes, per_shard, seed=config.seed)
             .randomize_block_order(seed=config.seed)
             .map_batches(to_learner_batch, batch_format="numpy")
         )
@@ -67,6 +70,8 @@ TRAIN_COLUMNS = (
     Columns.TERMINATEDS,
     Columns.TRUNCATEDS,
 )
+TRANSITIONS_PER_SHARD = 4096
+"""About this many transitions per Ray Data block (whole episodes, so roughly)."""
 SMALL_DATASET_MB = 64.0
 """Datasets up to this size on disk are kept in Ray's object store after the first pass."""
 
