@@ -125,6 +125,6 @@ def test_cql_beats_the_noisy_policy_that_collected_pendulum_data(ray_local, root
     collected = _collect(
         root, "Pendulum-v1", "pendulum_swing_up", "pend/noisy-v0", episodes=30, noise=1.0
     )
-    result = _train(tmp_path, "cql", "Pendulum-v1", "pend/noisy-v0", iterations=10)
+    result = _train(tmp_path, "cql", "Pendulum-v1", "pend/noisy-v0", iterations=5)
     final = _last_evaluation(result)
     assert final.return_mean > collected.mean_return
