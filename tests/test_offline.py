@@ -118,13 +118,3 @@ def test_discrete_cql_beats_the_noisy_policy_that_collected_its_data(ray_local, 
     final = _last_evaluation(result)
     assert final.return_mean > collected.mean_return
     assert final.normalized_return > 100
-
-
-@pytest.mark.slow
-def test_cql_beats_the_noisy_policy_that_collected_pendulum_data(ray_local, root, tmp_path):
-    collected = _collect(
-        root, "Pendulum-v1", "pendulum_swing_up", "pend/noisy-v0", episodes=30, noise=1.0
-    )
-    result = _train(tmp_path, "cql", "Pendulum-v1", "pend/noisy-v0", iterations=5)
-    final = _last_evaluation(result)
-    assert final.return_mean > collected.mean_return
