@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 BENCH_INSTALLED := $(VENV)/.installed-bench
 PYTEST_FLAGS ?=
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo demo-offline test test-fast lint bench clean
 
 install: $(INSTALLED)
 
@@ -32,6 +32,24 @@ demo: install
 	$(BIN)/rlscale evaluate "$$checkpoint" --episodes 10; \
 	echo "checkpoint:     $$checkpoint"; \
 	echo "learning curve: $$(dirname "$$checkpoint")/learning_curve.png"
+
+# The platform in one run: PPO online, collect a Minari dataset with it (noisy, 2 Ray actors),
+# discrete CQL offline on that dataset, then a greedy evaluation of the offline policy.
+DEMO_DATASETS ?= runs/datasets
+demo-offline: install
+	@set -e; \
+	export MINARI_DATASETS_PATH="$${MINARI_DATASETS_PATH:-$(CURDIR)/$(DEMO_DATASETS)}"; \
+	online=$$($(BIN)/rlscale train ppo --env CartPole-v1 --stop-reward 450 --seed 0 | tail -n 1); \
+	dataset="demo/cartpole-ppo-$$(date +%Y%m%d-%H%M%S)-v0"; \
+	$(BIN)/rlscale datasets collect --env CartPole-v1 --policy "$$online" --noise 0.3 \
+	    --episodes 40 --workers 2 --name "$$dataset"; \
+	$(BIN)/rlscale datasets info "$$dataset"; \
+	offline=$$($(BIN)/rlscale train cql_discrete --env CartPole-v1 --dataset "$$dataset" \
+	    --stop-iters 10 --seed 0 | tail -n 1); \
+	$(BIN)/rlscale evaluate "$$offline" --episodes 10; \
+	echo "online checkpoint:  $$online"; \
+	echo "dataset:            $$MINARI_DATASETS_PATH/$$dataset"; \
+	echo "offline checkpoint: $$offline"
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_FLAGS)

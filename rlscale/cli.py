@@ -44,6 +44,10 @@ def train(
         Optional[Path], typer.Option(help="Root folder for runs [default: runs].")
     ] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    dataset: Annotated[
+        Optional[str],
+        typer.Option(help="Minari dataset id or folder (offline algorithms: bc, cql, ...)."),
+    ] = None,
     stop_reward: Annotated[Optional[float], typer.Option(help="Stop at this mean return.")] = None,
     stop_iters: Annotated[Optional[int], typer.Option(help="Stop after N iterations.")] = None,
     stop_timesteps: Annotated[Optional[int], typer.Option(help="Stop after N env steps.")] = None,
@@ -70,6 +74,7 @@ def train(
         name=name,
         output=str(output) if output else None,
         seed=seed,
+        dataset=dataset,
         stop={"reward": stop_reward, "iterations": stop_iters, "timesteps": stop_timesteps},
     )
     spec = load_spec(config, deep_merge(parse_assignments(set_ or []), overrides))
@@ -194,8 +199,13 @@ def tune(
         metric = "n/a" if trial.metric is None else f"{trial.metric:.4g}"
         params = " ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
         table.add_row(
-            str(rank), trial.trial_id, trial.status, metric, str(trial.iterations),
-            f"{trial.env_steps:,}", params,
+            str(rank),
+            trial.trial_id,
+            trial.status,
+            metric,
+            str(trial.iterations),
+            f"{trial.env_steps:,}",
+            params,
         )
     err.print(table)
     err.print(f"experiment folder: {result.experiment_dir}", highlight=False)
@@ -204,8 +214,9 @@ def tune(
     best = result.best
     if best is None:
         raise RlscaleError(f"no trial reported a finite {result.metric}; see the trial folders.")
-    err.print(f"best spec:         {result.best_spec_path}  (rlscale train --config ...)",
-              highlight=False)
+    err.print(
+        f"best spec:         {result.best_spec_path}  (rlscale train --config ...)", highlight=False
+    )
     err.print("best checkpoint:", highlight=False)
     print(best.checkpoint, flush=True)
 
@@ -238,9 +249,11 @@ def submit(
         err.print(f"submitted job {result.job_id}", highlight=False)
         print(result.job_id, flush=True)
         return
-    err.print(f"job {result.job_id}: {result.status}"
-              + (f" ({result.message})" if result.message and not result.succeeded else ""),
-              highlight=False)
+    err.print(
+        f"job {result.job_id}: {result.status}"
+        + (f" ({result.message})" if result.message and not result.succeeded else ""),
+        highlight=False,
+    )
     if not result.succeeded:
         raise typer.Exit(1)
 
@@ -258,6 +271,145 @@ def cluster(
     code = run_launcher(action, config)
     if code:
         raise typer.Exit(code)
+
+
+datasets_app = typer.Typer(
+    help="Minari datasets: collect, combine, list, info, validate, download.",
+    no_args_is_help=True,
+)
+app.add_typer(datasets_app, name="datasets")
+ROOT_HELP = "Datasets folder [default: MINARI_DATASETS_PATH, else ~/.minari/datasets]."
+
+
+@datasets_app.command("collect")
+def datasets_collect(
+    env: Annotated[str, typer.Option("--env", help="Environment (see `rlscale envs`).")],
+    policy: Annotated[
+        str, typer.Option(help="Checkpoint folder, 'random', or a scripted policy name.")
+    ],
+    episodes: Annotated[int, typer.Option(help="Episodes to collect.")],
+    name: Annotated[str, typer.Option(help="Dataset id, NAMESPACE/NAME-vN.")],
+    workers: Annotated[int, typer.Option(help="Ray actors rolling out in parallel.")] = 1,
+    noise: Annotated[
+        float, typer.Option(help="ε for discrete actions; Gaussian std (× half range) for Box.")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="Episode i uses seed SEED + i.")] = 0,
+    root: Annotated[Optional[Path], typer.Option(help=ROOT_HELP)] = None,
+    address: Annotated[Optional[str], typer.Option(help=ADDRESS_HELP)] = None,
+) -> None:
+    """Roll a policy out on Ray actors and write one Minari dataset (atomically)."""
+    from rlscale.platform.collection import collect_dataset
+
+    result = collect_dataset(
+        env=env,
+        policy=policy,
+        episodes=episodes,
+        dataset_id=name,
+        workers=workers,
+        noise=noise,
+        seed=seed,
+        root=root,
+        address=address,
+    )
+    err.print(
+        f"{result.write.episodes} episodes, {result.write.steps:,} steps; mean return "
+        f"{result.mean_return:.2f} (random policy: {result.random_return:.2f})",
+        highlight=False,
+    )
+    print(result.write.data_dir.parent, flush=True)
+
+
+@datasets_app.command("combine")
+def datasets_combine(
+    sources: Annotated[list[str], typer.Argument(help="Dataset ids or folders to combine.")],
+    name: Annotated[str, typer.Option(help="Id of the combined dataset, NAMESPACE/NAME-vN.")],
+    root: Annotated[Optional[Path], typer.Option(help=ROOT_HELP)] = None,
+) -> None:
+    """Combine datasets of one environment into one mixed dataset."""
+    from rlscale.datasets.combine import combine
+
+    written = combine(sources, name, root=root)
+    err.print(f"{written.episodes} episodes, {written.steps:,} steps", highlight=False)
+    print(written.data_dir.parent, flush=True)
+
+
+@datasets_app.command("list")
+def datasets_list(root: Annotated[Optional[Path], typer.Option(help=ROOT_HELP)] = None) -> None:
+    """List the local datasets, whoever wrote them."""
+    from rlscale.datasets.store import datasets_root, list_datasets
+
+    table = Table("dataset", "env", "episodes", "steps", "size MB", "note")
+    for entry in list_datasets(root):
+        if isinstance(entry, tuple):
+            table.add_row(entry[0], "", "", "", "", f"unreadable: {entry[1]}")
+        else:
+            table.add_row(
+                entry.dataset_id,
+                entry.env or "",
+                str(entry.episodes),
+                f"{entry.steps:,}",
+                f"{entry.size_mb:g}",
+                "",
+            )
+    err.print(f"datasets under {datasets_root(root)}:", highlight=False)
+    out.print(table)
+
+
+@datasets_app.command("info")
+def datasets_info(
+    dataset: Annotated[str, typer.Argument(help="Dataset id or folder.")],
+    root: Annotated[Optional[Path], typer.Option(help=ROOT_HELP)] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Show a dataset's size, spaces, env, reference returns and provenance."""
+    from rlscale.datasets.store import summarize
+
+    summary = summarize(dataset, root).to_dict()
+    if json_:
+        print(json.dumps(summary), flush=True)
+        return
+    for key, value in summary.items():
+        print(f"{key + ':':<19} {value}")
+
+
+@datasets_app.command("validate")
+def datasets_validate(
+    dataset: Annotated[str, typer.Argument(help="Dataset id or folder.")],
+    env: Annotated[
+        Optional[str], typer.Option("--env", help="Also check the spaces match this env.")
+    ] = None,
+    root: Annotated[Optional[Path], typer.Option(help=ROOT_HELP)] = None,
+) -> None:
+    """Check dtypes, shapes, NaN/inf and episode boundaries; list every problem found."""
+    from rlscale.datasets.validate import validate_dataset
+
+    spaces = None
+    if env is not None:
+        from rlscale.envs import resolve_env
+
+        info = resolve_env(env)
+        spaces = (info.observation_space, info.action_space)
+    report = validate_dataset(dataset, root, env_spaces=spaces)
+    if report.ok:
+        print(f"ok: {report.episodes} episodes, {report.steps:,} steps, no problems found")
+        return
+    err.print(
+        f"{len(report.problems)} problem(s) in {dataset} ({report.episodes} episodes):",
+        highlight=False,
+    )
+    for problem in report.problems:
+        err.print(f"  - {problem}", highlight=False, markup=False)
+    raise typer.Exit(1)
+
+
+@datasets_app.command("download")
+def datasets_download(
+    dataset: Annotated[str, typer.Argument(help="Remote Minari dataset id.")],
+) -> None:
+    """Fetch a remote Minari dataset with Minari's own download (needs a network)."""
+    from rlscale.datasets.store import download
+
+    print(download(dataset), flush=True)
 
 
 def _flag_overrides(**flags: Any) -> dict[str, Any]:

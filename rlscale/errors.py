@@ -56,3 +56,7 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """A ' Did you mean: a, b?' suffix, or '' when nothing is close."""
     matches = close_matches(name, candidates)
     return f" Did you mean: {', '.join(matches)}?" if matches else ""
+
+
+class DatasetError(RlscaleError):
+    """A dataset is missing, unreadable, invalid, or does not fit the environment or algorithm."""

@@ -22,6 +22,7 @@ FAMILY_PACKAGES = (
     "rlscale.algorithms.policy_gradient",
     "rlscale.algorithms.value_based",
     "rlscale.algorithms.tabular",
+    "rlscale.algorithms.offline",
 )
 
 SpaceCheck = Callable[[gym.Space, gym.Space], str | None]
@@ -40,6 +41,8 @@ class AlgorithmEntry:
     space_checks: tuple[SpaceCheck, ...] = field(default_factory=tuple)
     describe_policy: PolicyDescriber | None = None
     """Optional: `rlscale evaluate` prints what it returns (e.g. a grid of arrows)."""
+    offline: bool = False
+    """Trains from a dataset (`--dataset`) instead of sampling the environment."""
 
     def make_config(self) -> AlgorithmConfig:
         """A fresh config carrying rlscale's defaults for this algorithm."""
@@ -151,6 +154,12 @@ def discrete_actions_only(_: gym.Space, action_space: gym.Space) -> str | None:
     if isinstance(action_space, gym.spaces.Discrete):
         return None
     return f"it needs a Discrete action space, and the action space is {action_space}"
+
+
+def continuous_actions_only(_: gym.Space, action_space: gym.Space) -> str | None:
+    if isinstance(action_space, gym.spaces.Box):
+        return None
+    return f"it needs a Box (continuous) action space, and the action space is {action_space}"
 
 
 def discrete_observations_only(observation_space: gym.Space, _: gym.Space) -> str | None:

@@ -1,1 +1,5 @@
-"""Minari datasets: collection, loading, validation and streaming through Ray Data."""
+"""Minari datasets: parallel collection, writing, listing, validation, Ray Data streaming.
+
+Nothing here imports ``rlscale.platform``: what collection needs from the runtime (a Ray
+connection, an environment maker, a policy) is handed to it as arguments.
+"""

@@ -81,7 +81,8 @@ def evaluate(
     video_path = _prepare_video_dir(video_dir) if video_dir is not None else None
     if video_path is not None:
         spec.env_config[RECORD_VIDEO_KEY] = str(video_path)
-    prepared = prepare(spec)
+    # Offline algorithms are rebuilt without their dataset: evaluation needs only the env.
+    prepared = prepare(spec, attach_dataset=False)
     with ray_session(address):
         algo = prepared.config.build_algo()
         try:

@@ -13,8 +13,17 @@ from typing import TYPE_CHECKING
 
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
-from rlscale.algorithms import AlgorithmEntry, apply_hyperparameters, check_spaces, get_algorithm
+from rlscale.algorithms import (
+    AlgorithmEntry,
+    apply_hyperparameters,
+    check_spaces,
+    get_algorithm,
+    list_algorithms,
+)
+from rlscale.datasets.store import DatasetSummary, normalized_score, summarize
+from rlscale.datasets.validate import validate_dataset
 from rlscale.envs import EnvInfo, multi_agent_policies, register_with_rllib, resolve_env
+from rlscale.errors import DatasetError, SpecError
 from rlscale.platform.episode_stats import EpisodeTotals
 from rlscale.platform.runtime import check_cpu_demand, resolve_gpus_per_learner
 from rlscale.platform.spec import ExperimentSpec
@@ -30,10 +39,22 @@ class PreparedExperiment:
     algorithm: AlgorithmEntry
     env: EnvInfo
     config: AlgorithmConfig
+    dataset: DatasetSummary | None = None
+    """The dataset an offline algorithm trains from."""
+
+    def normalized_return(self, raw_return: float) -> float | None:
+        """D4RL-style score against the dataset's random and collecting-policy references."""
+        if self.dataset is None:
+            return None
+        return normalized_score(raw_return, self.dataset.ref_min_score, self.dataset.ref_max_score)
 
 
-def prepare(spec: ExperimentSpec) -> PreparedExperiment:
-    """Check the spec against the registries and build its AlgorithmConfig; needs no Ray."""
+def prepare(spec: ExperimentSpec, attach_dataset: bool = True) -> PreparedExperiment:
+    """Check the spec against the registries and build its AlgorithmConfig; needs no Ray.
+
+    ``attach_dataset=False`` builds an offline algorithm without its dataset (to evaluate a
+    checkpoint in the environment, where the data is not needed).
+    """
     if spec.seed is None:
         spec = spec.model_copy(update={"seed": random.SystemRandom().randrange(2**31)})
     entry = get_algorithm(spec.algorithm)
@@ -50,7 +71,49 @@ def prepare(spec: ExperimentSpec) -> PreparedExperiment:
     if env_info.is_multi_agent:
         policies, mapping_fn = multi_agent_policies(env_info, spec.multi_agent.policies)
         config.multi_agent(policies=policies, policy_mapping_fn=mapping_fn)
-    return PreparedExperiment(spec=spec, algorithm=entry, env=env_info, config=config)
+    _check_dataset_flag(entry, spec)
+    dataset = None
+    if entry.offline and attach_dataset:
+        dataset = _attach_dataset(config, spec, env_info)
+    elif entry.offline:
+        from rlscale.algorithms.offline.common import evaluation_only
+
+        evaluation_only(config)
+    return PreparedExperiment(
+        spec=spec, algorithm=entry, env=env_info, config=config, dataset=dataset
+    )
+
+
+def _check_dataset_flag(entry: AlgorithmEntry, spec: ExperimentSpec) -> None:
+    if entry.offline and not spec.dataset:
+        raise SpecError(
+            f"{entry.name} trains offline and needs a dataset: pass --dataset NAME_OR_PATH (a "
+            "Minari dataset id or folder; `rlscale datasets list` shows the local ones)."
+        )
+    if not entry.offline and spec.dataset:
+        offline = [other.name for other in list_algorithms() if other.offline]
+        raise SpecError(
+            f"{entry.name} trains online in the environment and takes no dataset; drop "
+            f"--dataset, or use an offline algorithm: {', '.join(offline)}."
+        )
+
+
+def _attach_dataset(config: AlgorithmConfig, spec: ExperimentSpec, env_info: EnvInfo):
+    """Check the dataset fits the env and holds sane data, then make it the config's input."""
+    from rlscale.algorithms.offline.data import use_minari_dataset
+
+    report = validate_dataset(
+        spec.dataset, env_spaces=(env_info.observation_space, env_info.action_space)
+    )
+    if not report.ok:
+        problems = "\n".join(f"  - {problem}" for problem in report.problems)
+        raise DatasetError(
+            f"dataset {spec.dataset} cannot train on {spec.env}:\n{problems}\n"
+            "Fix or re-collect the dataset (`rlscale datasets validate` shows the same list)."
+        )
+    summary = summarize(spec.dataset)
+    use_minari_dataset(config, summary.data_dir)
+    return summary
 
 
 def place_on_cluster(

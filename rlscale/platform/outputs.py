@@ -48,6 +48,8 @@ class IterationMetrics:
     episode_len_mean: float
     time_s: float
     steps_per_s: float
+    normalized_return: float = math.nan
+    """Offline algorithms: 100 (R - R_random) / (R_collector - R_random), from the dataset."""
 
     @classmethod
     def from_result(

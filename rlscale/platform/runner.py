@@ -92,7 +92,7 @@ def _run(prepared: PreparedExperiment, run_dir: Path, console: Console | None) -
     started = time.perf_counter()
     algo = _build(prepared)
     log = MetricsLog(run_dir)
-    episodes = EpisodeWindow()
+    episodes = EpisodeWindow(*_evaluation_window(prepared))
     checkpoints = CheckpointWriter(run_dir, spec)
     title = f"{spec.algorithm} on {spec.env} (seed {spec.seed})"
     reason = None
@@ -103,11 +103,13 @@ def _run(prepared: PreparedExperiment, run_dir: Path, console: Console | None) -
         ):
             while reason is None:
                 raw = algo.train()
-                episodes.add_from(raw)
+                episodes.add_from(raw.get("evaluation", {}) if prepared.dataset else raw)
                 previous = log.history[-1] if log.history else None
                 metrics = IterationMetrics.from_result(
                     raw, episodes, time.perf_counter() - started, previous
                 )
+                if prepared.dataset and metrics.has_return:
+                    metrics.normalized_return = prepared.normalized_return(metrics.return_mean)
                 log.record(metrics, raw)
                 progress.update(metrics)
                 if checkpoints.maybe_save(algo, metrics):
@@ -130,6 +132,13 @@ def _run(prepared: PreparedExperiment, run_dir: Path, console: Console | None) -
         history=log.history,
         wall_s=wall_s,
     )
+
+
+def _evaluation_window(prepared: PreparedExperiment) -> tuple[int, ...]:
+    """Offline algorithms never sample online: their returns are the latest evaluation's."""
+    if prepared.dataset is None:
+        return ()
+    return (int(prepared.config.evaluation_duration),)
 
 
 def _build(prepared: PreparedExperiment):

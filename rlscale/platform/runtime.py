@@ -7,6 +7,7 @@ retries.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -63,6 +64,9 @@ def ray_session(
     try:
         yield session
     finally:
+        # Objects left in reference cycles (an algorithm's Ray Data iterators) must be
+        # finalized while Ray is still up, or their finalizers print tracebacks at exit.
+        gc.collect()
         ray.shutdown()
 
 

@@ -92,6 +92,9 @@ class ExperimentSpec(_Strict):
     algorithm: str = Field(description="registered algorithm name, see `rlscale algos`")
     env: str = Field(description="environment name, see `rlscale envs`")
     env_config: dict[str, Any] = Field(default_factory=dict)
+    dataset: str | None = Field(
+        None, description="Minari dataset id or folder to train from (offline algorithms only)"
+    )
     stop: StopRules = Field(default_factory=StopRules)
     resources: Resources = Field(default_factory=Resources)
     hyperparameters: dict[str, Any] = Field(

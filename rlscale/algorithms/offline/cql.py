@@ -1,0 +1,28 @@
+"""Conservative Q-learning for continuous actions: RLlib's CQL (SAC-based), rlscale's defaults.
+
+Kumar, Zhou, Tucker, Levine (2020), "Conservative Q-Learning for Offline Reinforcement
+Learning", https://arxiv.org/abs/2006.04779.
+"""
+
+from __future__ import annotations
+
+from ray.rllib.algorithms.cql import CQLConfig
+
+from rlscale.algorithms.offline.common import set_offline_defaults
+
+
+class RlscaleCQLConfig(CQLConfig):
+    """CQLConfig whose defaults are rlscale's: short BC warm-up, small batches for a CPU."""
+
+    def __init__(self, algo_class=None):
+        super().__init__(algo_class=algo_class)
+        set_offline_defaults(self, updates_per_iteration=100)
+        # CQL's regularizer evaluates both Q nets on num_actions sampled actions for s and s'
+        # (3 x num_actions extra forward passes per row): keep the nets and samples small.
+        self.train_batch_size_per_learner = 128
+        self.num_actions = 4
+        self.bc_iters = 200
+        # SAC-based: separate actor, critic and temperature learning rates, no shared one.
+        self.lr = None
+        self.twin_q = True
+        self._model_config = {"fcnet_hiddens": [64, 64], "fusionnet_hiddens": [64]}

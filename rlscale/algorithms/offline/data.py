@@ -1,0 +1,97 @@
+"""RLlib's offline input, fed from a Minari dataset through Ray Data.
+
+:class:`MinariOfflineData` is RLlib's ``OfflineData`` with one change: instead of a
+``ray.data.read_*`` call on files, its dataset is
+:func:`rlscale.datasets.ray_data.transitions_dataset` (shards of Minari episodes read lazily
+on Ray Data workers) already in the learner's batch layout (see :func:`to_learner_batch`).
+Everything downstream is RLlib's: ``streaming_split`` shards the stream across remote learners,
+``iter_batches`` feeds a local one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.columns import Columns
+from ray.rllib.offline.offline_data import OfflineData
+from ray.rllib.offline.offline_prelearner import OfflinePreLearner
+
+from rlscale.datasets.ray_data import transitions_dataset
+
+if TYPE_CHECKING:
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+
+class MinariOfflineData(OfflineData):
+    """``OfflineData`` over the Minari dataset whose ``data`` folder is ``config.input_``."""
+
+    def __init__(self, config: AlgorithmConfig):  # noqa: D107 - mirrors OfflineData.__init__
+        # OfflineData.__init__ reads files with a ray.data.read_* method; set up the same state
+        # with a Minari-backed dataset instead.
+        self.config = config
+        self.is_multi_agent = config.is_multi_agent
+        self.path = Path(config.input_)
+        self.data_read_batch_size = config.input_read_batch_size
+        self.materialize_data = False
+        self.materialize_mapped_data = False
+        metadata = json.loads((self.path / "metadata.json").read_text())
+        # Shards come in random order and each shard's rows are shuffled; a global shuffle would
+        # have to hold the whole dataset.
+        episodes = int(metadata["total_episodes"])
+        mean_length = max(1.0, int(metadata["total_steps"]) / max(1, episodes))
+        per_shard = max(1, round(TRANSITIONS_PER_SHARD / mean_length))
+        self.data = (
+            transitions_dataset(self.path, episodes, per_shard, seed=config.seed)
+            .randomize_block_order(seed=config.seed)
+            .map_batches(to_learner_batch, batch_format="numpy")
+        )
+        if float(metadata.get("dataset_size", np.inf)) <= SMALL_DATASET_MB:
+            self.data = self.data.materialize()
+        self.data_is_mapped = True
+        self.batch_iterators = None
+        self.map_batches_kwargs = self.default_map_batches_kwargs | config.map_batches_kwargs
+        self.iter_batches_kwargs = self.default_iter_batches_kwargs | config.iter_batches_kwargs
+        self.returned_streaming_split = False
+        self.prelearner_class = config.prelearner_class or OfflinePreLearner
+        self.locality_hints = None
+        self.learner_handles = None
+        self.module_spec = None
+
+
+TRAIN_COLUMNS = (
+    Columns.OBS,
+    Columns.NEXT_OBS,
+    Columns.ACTIONS,
+    Columns.REWARDS,
+    Columns.TERMINATEDS,
+    Columns.TRUNCATEDS,
+)
+TRANSITIONS_PER_SHARD = 4096
+"""About this many transitions per Ray Data block (whole episodes, so roughly)."""
+SMALL_DATASET_MB = 64.0
+"""Datasets up to this size on disk are kept in Ray's object store after the first pass."""
+
+
+def to_learner_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Transition columns in the learner's (flattened multi-agent) batch layout.
+
+    RLlib's ``OfflinePreLearner`` builds one ``SingleAgentEpisode`` per row and runs the
+    learner connector over them, in an actor pool that is started anew every pass over the
+    data; for flat transitions without observation filters (what BC, CQL and discrete CQL train
+    on) this plain map gives the learner the same columns, fused into the read tasks.
+    """
+    return {f"{DEFAULT_MODULE_ID}/{column}": batch[column] for column in TRAIN_COLUMNS}
+
+
+def use_minari_dataset(config: AlgorithmConfig, data_dir: Path) -> None:
+    """Point ``config``'s offline input at the Minari dataset in ``data_dir``."""
+    config.offline_data(
+        input_=str(data_dir),
+        offline_data_class=MinariOfflineData,
+        # Transitions are plain arrays; nothing is LZ4-compressed.
+        input_compress_columns=[],
+    )

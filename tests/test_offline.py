@@ -1,0 +1,120 @@
+"""Offline algorithms: spec checks, learning checks on small datasets made here, evaluate."""
+
+from __future__ import annotations
+
+import pytest
+
+import rlscale
+from rlscale.datasets.collect import CollectionRequest, collect
+from rlscale.datasets.policies import scripted_policy
+from rlscale.envs import make_env
+from rlscale.errors import DatasetError, SpecError
+from rlscale.platform.collection import collect_dataset
+from rlscale.platform.experiment import prepare
+from tests.conftest import run_cli
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    folder = tmp_path / "datasets"
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(folder))
+    return folder
+
+
+def _collect(root, env, policy, name, episodes, noise, seed=0):
+    request = CollectionRequest(
+        env=env,
+        dataset_id=name,
+        policy_factory=scripted_policy(policy),
+        policy_name=policy,
+        episodes=episodes,
+        workers=2,
+        noise=noise,
+        seed=seed,
+        root=root,
+    )
+    return collect(request, make_env)
+
+
+def _train(tmp_path, algorithm, env, dataset, iterations, **hyperparameters):
+    spec = rlscale.ExperimentSpec(
+        algorithm=algorithm,
+        env=env,
+        dataset=dataset,
+        stop={"iterations": iterations},
+        seed=0,
+        output=tmp_path / "runs",
+        hyperparameters=hyperparameters,
+        checkpoint={"every": 0},
+    )
+    return rlscale.train(spec)
+
+
+def _last_evaluation(result):
+    evaluated = [m for m in result.history if m.has_return]
+    assert evaluated, "no evaluation ran"
+    return evaluated[-1]
+
+
+def test_offline_algorithm_needs_a_dataset_and_online_refuses_one():
+    with pytest.raises(SpecError, match="needs a dataset"):
+        prepare(rlscale.ExperimentSpec(algorithm="bc", env="CartPole-v1"))
+    with pytest.raises(SpecError, match="takes no dataset.*cql_discrete"):
+        prepare(rlscale.ExperimentSpec(algorithm="ppo", env="CartPole-v1", dataset="a/b-v0"))
+
+
+def test_dataset_problems_stop_training_before_it_starts(ray_local, root, tmp_path):
+    _collect(root, "CartPole-v1", "random", "cart/random-v0", episodes=2, noise=0.0)
+    with pytest.raises(DatasetError, match="observation space"):
+        prepare(
+            rlscale.ExperimentSpec(algorithm="cql", env="Pendulum-v1", dataset="cart/random-v0")
+        )
+    with pytest.raises(DatasetError, match="not found"):
+        prepare(rlscale.ExperimentSpec(algorithm="bc", env="CartPole-v1", dataset="no/such-v0"))
+    cli = run_cli(
+        "train",
+        "cql_discrete",
+        "--env",
+        "CartPole-v1",
+        "--dataset",
+        "no/such-v0",
+        "--output",
+        str(tmp_path / "runs"),
+        env={"MINARI_DATASETS_PATH": str(root)},
+    )
+    assert cli.returncode == 1 and "not found" in cli.stderr and "Traceback" not in cli.stderr
+
+
+@pytest.mark.slow
+def test_bc_on_expert_cartpole_reaches_475_and_evaluates(ray_local, root, tmp_path):
+    _collect(root, "CartPole-v1", "cartpole_balance", "cart/expert-v0", episodes=10, noise=0.0)
+    result = _train(tmp_path, "bc", "CartPole-v1", "cart/expert-v0", iterations=5)
+    final = _last_evaluation(result)
+    assert final.return_mean >= 475
+    assert final.normalized_return == pytest.approx(
+        100 * (final.return_mean - 20.95) / (500 - 20.95), rel=0.05
+    )
+    report = rlscale.evaluate(result.checkpoint, episodes=2)
+    assert report.mean_return >= 475
+    # The trained checkpoint can collect a dataset of its own.
+    recollected = collect_dataset(
+        env="CartPole-v1",
+        policy=str(result.checkpoint),
+        episodes=2,
+        dataset_id="cart/from-bc-v0",
+        workers=2,
+    )
+    assert recollected.mean_return >= 475
+    assert recollected.write.episodes == 2
+
+
+@pytest.mark.slow
+def test_discrete_cql_beats_the_noisy_policy_that_collected_its_data(ray_local, root, tmp_path):
+    collected = _collect(
+        root, "CartPole-v1", "cartpole_balance", "cart/noisy-v0", episodes=30, noise=0.5
+    )
+    assert 100 <= collected.mean_return <= 250
+    result = _train(tmp_path, "cql_discrete", "CartPole-v1", "cart/noisy-v0", iterations=5)
+    final = _last_evaluation(result)
+    assert final.return_mean > collected.mean_return
+    assert final.normalized_return > 100
