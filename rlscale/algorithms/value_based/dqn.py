@@ -29,12 +29,14 @@ class RlscaleDQNConfig(DQNConfig):
         self.num_env_runners = 0
         self.num_envs_per_env_runner = 4
         self.rollout_fragment_length = 64
-        # Updates: 32 replayed transitions per sampled one = 128 updates of 64 per block, the
-        # replay ratio of rl-zoo's CartPole DQN; the target network is refreshed once a block.
-        self.training_intensity = 32
+        # Updates: 16 replayed transitions per sampled one = 64 updates of 64 per block. Half
+        # rl-zoo's replay ratio: on CartPole (seed 0) its 100-episode mean climbed without the
+        # dips that the full ratio showed, at half the update cost. The target network is
+        # refreshed once a block.
+        self.training_intensity = 16
         self.train_batch_size_per_learner = 64
         self.target_network_update_freq = 256
-        self.lr = 2.3e-3
+        self.lr = 1e-3
         self.gamma = 0.99
         self.n_step = 3
         self.epsilon = [(0, 1.0), (8_000, 0.04)]
