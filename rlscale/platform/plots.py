@@ -39,6 +39,13 @@ def plot_learning_curve(history: Sequence[IterationMetrics], path: Path, title: 
     ax.set_ylabel("episode return")
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, save under a hidden name, close and rename into place (never a torn PNG)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     partial = path.with_name(f".{path.stem}.partial{path.suffix}")
     fig.savefig(partial)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
+
+from rlscale.platform.plots import save_figure
 
 
 def plot_trial_curves(results, metric: str, path: Path, title: str) -> Path:
@@ -37,12 +38,7 @@ def plot_trial_curves(results, metric: str, path: Path, title: str) -> Path:
     ax.set_ylabel(metric)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
-    fig.savefig(partial)
-    plt.close(fig)
-    os.replace(partial, path)
-    return path
+    return save_figure(fig, path)
 
 
 def _progress(result) -> pd.DataFrame | None:
