@@ -43,21 +43,29 @@ class Run:
 Peer = Callable[[int, int], Run]
 
 
-def run_rlscale(algorithm: str, seed: int, max_steps: int, peer: str = "rlscale") -> Run:
-    """``rlscale.train`` with the algorithm's rlscale defaults, what ``rlscale train`` runs."""
+def train_with_defaults(
+    algorithm: str, env: str, seed: int, stop: dict[str, Any], name: str
+) -> Any:
+    """``rlscale.train`` with the algorithm's rlscale defaults (what ``rlscale train`` runs),
+    in a throw-away output folder; returns the TrainResult."""
     import rlscale
 
     with tempfile.TemporaryDirectory() as output:
         spec = rlscale.ExperimentSpec(
             algorithm=algorithm,
-            env=ENV,
+            env=env,
             seed=seed,
             output=output,
-            name=f"bench-{algorithm}-{seed}",
-            stop={"reward": TARGET, "timesteps": max_steps},
+            name=name,
+            stop=stop,
             checkpoint={"every": 0},
         )
-        result = rlscale.train(spec)
+        return rlscale.train(spec)
+
+
+def run_rlscale(algorithm: str, seed: int, max_steps: int, peer: str = "rlscale") -> Run:
+    stop = {"reward": TARGET, "timesteps": max_steps}
+    result = train_with_defaults(algorithm, ENV, seed, stop, f"bench-{algorithm}-{seed}")
     final = result.final
     return Run(
         peer, seed, final.return_mean >= TARGET, final.env_steps, result.wall_s, final.return_mean
@@ -96,12 +104,22 @@ def rl_zoo_hyperparameters(algorithm: str) -> dict[str, Any]:
 
 
 def parse_policy_kwargs(text: str) -> dict[str, Any]:
-    """rl-zoo writes policy_kwargs as Python source (``dict(net_arch=[256, 256])``); read its
-    literal keyword arguments without evaluating code."""
+    """rl-zoo writes policy_kwargs as Python source (``dict(net_arch=[256, 256],
+    activation_fn=nn.ReLU)``); read its literal arguments and ``nn.<Layer>`` names without
+    evaluating code."""
+    from torch import nn
+
+    def value(node: ast.expr) -> Any:
+        if isinstance(node, ast.Attribute) and getattr(node.value, "id", None) == "nn":
+            return getattr(nn, node.attr)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "dict":
+            return {keyword.arg: value(keyword.value) for keyword in node.keywords}
+        return ast.literal_eval(node)
+
     call = ast.parse(text, mode="eval").body
     if not (isinstance(call, ast.Call) and getattr(call.func, "id", None) == "dict"):
         raise ValueError(f"unsupported policy_kwargs {text!r}")
-    return {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords}
+    return value(call)
 
 
 def linear_schedule(value: str | float) -> Callable[[float], float] | float:

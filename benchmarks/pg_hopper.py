@@ -15,15 +15,14 @@ and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
+import cartpole_race as race
 import numpy as np
 
 ENV = "Hopper-v5"
@@ -41,19 +40,9 @@ class Run:
 
 
 def run_rlscale(algorithm: str, seed: int, steps: int) -> Run:
-    import rlscale
-
-    with tempfile.TemporaryDirectory() as output:
-        spec = rlscale.ExperimentSpec(
-            algorithm=algorithm,
-            env=ENV,
-            seed=seed,
-            output=output,
-            name=f"hopper-{algorithm}-{seed}",
-            stop={"timesteps": steps},
-            checkpoint={"every": 0},
-        )
-        result = rlscale.train(spec)
+    result = race.train_with_defaults(
+        algorithm, ENV, seed, {"timesteps": steps}, f"hopper-{algorithm}-{seed}"
+    )
     final = result.final
     return Run(f"rlscale-{algorithm}", seed, final.env_steps, result.wall_s, final.return_mean)
 
@@ -63,7 +52,6 @@ def run_sb3(algorithm: str, seed: int, steps: int) -> Run:
     import yaml
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
-    from torch import nn  # noqa: F401 - rl-zoo's policy_kwargs strings name nn.ReLU
 
     if algorithm == "trpo":
         from sb3_contrib import TRPO as algo_class
@@ -78,7 +66,7 @@ def run_sb3(algorithm: str, seed: int, steps: int) -> Run:
     if hp.pop("normalize", False):
         env = VecNormalize(env)
     if "policy_kwargs" in hp:
-        hp["policy_kwargs"] = eval(hp["policy_kwargs"])  # rl-zoo stores them as Python source
+        hp["policy_kwargs"] = race.parse_policy_kwargs(hp["policy_kwargs"])
     started = time.perf_counter()
     model = algo_class("MlpPolicy", env, seed=seed, device="cpu", **hp)
     model.learn(total_timesteps=steps)
@@ -133,18 +121,17 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def write_results(path: Path, runs: list[Run], steps: int, command: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "benchmark": "pg_hopper",
-        "env": ENV,
-        "steps": steps,
-        "command": " ".join(command),
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
-        "runs": [asdict(run) for run in runs],
-    }
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_text(json.dumps(payload, indent=2))
-    temporary.replace(path)
+    race.write_results(
+        path,
+        {
+            "benchmark": "pg_hopper",
+            "env": ENV,
+            "steps": steps,
+            "command": " ".join(command),
+            "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
+            "runs": [asdict(run) for run in runs],
+        },
+    )
 
 
 if __name__ == "__main__":
