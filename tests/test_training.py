@@ -86,12 +86,23 @@ def test_multi_agent_ppo_improves_on_a_cooperative_pettingzoo_env(ray_local, tmp
         name=policies,
         multi_agent={"policies": policies},
         stop={"iterations": 8},
-        hyperparameters={"lr": 0.003, "gamma": 0.95},
+        # RLlib keeps agent ids in sets, so the run depends on the hash seed as well as on
+        # `seed`. With these settings, PYTHONHASHSEED 0 and 2 (the two agent orders) both gain
+        # 6-8 within 8 iterations, shared and per-agent; at 1024 steps per iteration and
+        # lr 3e-3 one order gained only ~1.
+        hyperparameters={
+            "lr": 2e-3,
+            "gamma": 0.95,
+            "train_batch_size_per_learner": 2048,
+            "num_epochs": 4,
+            "minibatch_size": 512,
+            "entropy_coeff": 0.01,
+        },
     )
     result = rlscale.train(spec)
     assert [m.iteration for m in result.history] == list(range(1, 9))
     first, last = result.history[0].return_mean, result.final.return_mean
-    # The first iteration's ~40 episodes against the last 100 episodes (iterations 6-8).
+    # The first iteration's ~80 episodes against the last 100 episodes (iterations 7-8).
     assert last >= first + 3.0, [round(m.return_mean, 1) for m in result.history]
     learner_state = result.checkpoint / "learner_group" / "learner" / "rl_module"
     modules = {path.name for path in learner_state.iterdir() if path.is_dir()}

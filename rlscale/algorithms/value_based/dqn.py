@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray.rllib.algorithms.dqn import DQNConfig
+import numpy as np
+from ray.rllib.algorithms.dqn import DQN, DQNConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rlscale.algorithms.value_based.module import RlscaleDQNModule
@@ -20,11 +21,22 @@ Q_NETWORK_DEFAULTS = {"fcnet_hiddens": [256, 256], "fcnet_activation": "relu"}
 """Model-config keys the Q-network reads; ``model_config`` given by a user overrides each key."""
 
 
+class RlscaleDQN(DQN):
+    """RLlib's DQN whose replay sampling follows the experiment's seed."""
+
+    def setup(self, config) -> None:
+        super().setup(config)
+        # RLlib's episode replay buffers draw from an unseeded generator, so two runs with the
+        # same seed replay different minibatches and end with different policies.
+        if self.local_replay_buffer is not None and self.config.seed is not None:
+            self.local_replay_buffer.rng = np.random.default_rng(self.config.seed)
+
+
 class RlscaleDQNConfig(DQNConfig):
     """DQNConfig whose defaults are rlscale's."""
 
     def __init__(self, algo_class=None):
-        super().__init__(algo_class=algo_class)
+        super().__init__(algo_class=algo_class or RlscaleDQN)
         # Sampling: 4 vectorized envs in the driver, 64 steps each (256 env steps) per block.
         self.num_env_runners = 0
         self.num_envs_per_env_runner = 4
