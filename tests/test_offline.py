@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
+import numpy as np
 import pytest
+from minari.serialization import serialize_space
 
 import rlscale
+from rlscale.algorithms import get_algorithm
+from rlscale.algorithms.offline.data import _normalized_action_bounds, to_unit_range
 from rlscale.datasets.collect import CollectionRequest, collect
 from rlscale.datasets.policies import scripted_policy
 from rlscale.envs import make_env
@@ -54,6 +59,22 @@ def _last_evaluation(result):
     evaluated = [m for m in result.history if m.has_return]
     assert evaluated, "no evaluation ran"
     return evaluated[-1]
+
+
+def test_logged_box_actions_are_rescaled_to_the_policy_range():
+    low, high = np.array([-2.0, 0.0]), np.array([2.0, 10.0])
+    logged = np.array([[-2.0, 0.0], [0.0, 5.0], [2.0, 10.0], [3.0, -1.0]])
+    np.testing.assert_allclose(
+        to_unit_range(logged, low, high), [[-1, -1], [0, 0], [1, 1], [1, -1]]
+    )
+    pendulum = {"action_space": serialize_space(gym.spaces.Box(-2.0, 2.0, (1,)))}
+    config = get_algorithm("cql").make_config()
+    bounds = _normalized_action_bounds(config, pendulum)
+    assert bounds is not None and bounds[0][0] == -2.0 and bounds[1][0] == 2.0
+    config.normalize_actions = False
+    assert _normalized_action_bounds(config, pendulum) is None
+    discrete = {"action_space": serialize_space(gym.spaces.Discrete(2))}
+    assert _normalized_action_bounds(get_algorithm("bc").make_config(), discrete) is None
 
 
 def test_offline_algorithm_needs_a_dataset_and_online_refuses_one():

@@ -196,3 +196,27 @@ def test_evaluate_records_mujoco_video(ray_local, tmp_path):
     report = json.loads(evaluated.stdout.strip().splitlines()[-1])
     assert len(report["videos"]) == 2
     assert all(Path(path).stat().st_size > 1000 for path in report["videos"])
+
+
+def test_a_learner_in_the_driver_gets_one_torch_thread_per_reserved_cpu():
+    import torch
+
+    from rlscale.algorithms import get_algorithm
+    from rlscale.platform.runner import _size_local_learner_threads
+
+    before = torch.get_num_threads()
+    try:
+        config = get_algorithm("ppo").make_config()
+        torch.set_num_threads(2)
+        config.learners(num_learners=1)
+        _size_local_learner_threads(config)
+        assert torch.get_num_threads() == 2  # remote Learners: Ray sizes their threads
+        config.learners(num_learners=0, num_cpus_per_learner=2)
+        torch.set_num_threads(1)
+        _size_local_learner_threads(config)
+        assert torch.get_num_threads() == 2
+        config.learners(num_cpus_per_learner="auto")
+        _size_local_learner_threads(config)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import gymnasium as gym
 import numpy as np
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
@@ -47,7 +48,11 @@ class MinariOfflineData(OfflineData):
         self.data = (
             transitions_dataset(self.path, episodes, per_shard, seed=config.seed)
             .randomize_block_order(seed=config.seed)
-            .map_batches(to_learner_batch, batch_format="numpy")
+            .map_batches(
+                to_learner_batch,
+                batch_format="numpy",
+                fn_kwargs={"action_bounds": _normalized_action_bounds(config, metadata)},
+            )
         )
         if float(metadata.get("dataset_size", np.inf)) <= SMALL_DATASET_MB:
             self.data = self.data.materialize()
@@ -76,15 +81,49 @@ SMALL_DATASET_MB = 64.0
 """Datasets up to this size on disk are kept in Ray's object store after the first pass."""
 
 
-def to_learner_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def to_learner_batch(
+    batch: dict[str, np.ndarray], action_bounds: tuple[np.ndarray, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
     """Transition columns in the learner's (flattened multi-agent) batch layout.
+
+    With ``action_bounds`` (low, high), Box actions are mapped from the env's units to the
+    [-1, 1] range the policy acts in (see :func:`_normalized_action_bounds`).
 
     RLlib's ``OfflinePreLearner`` builds one ``SingleAgentEpisode`` per row and runs the
     learner connector over them, in an actor pool that is started anew every pass over the
     data; for flat transitions without observation filters (what BC, CQL and discrete CQL train
     on) this plain map gives the learner the same columns, fused into the read tasks.
     """
-    return {f"{DEFAULT_MODULE_ID}/{column}": batch[column] for column in TRAIN_COLUMNS}
+    columns = dict(batch)
+    if action_bounds is not None:
+        columns[Columns.ACTIONS] = to_unit_range(batch[Columns.ACTIONS], *action_bounds)
+    return {f"{DEFAULT_MODULE_ID}/{column}": columns[column] for column in TRAIN_COLUMNS}
+
+
+def to_unit_range(actions: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """The inverse of RLlib's action unsquashing: env units in [low, high] to [-1, 1]."""
+    unit = 2.0 * (actions - low) / (high - low) - 1.0
+    return np.clip(unit, -1.0, 1.0).astype(np.float32)
+
+
+def _normalized_action_bounds(
+    config: AlgorithmConfig, metadata: dict
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The bounds to rescale logged actions by, or None when they are used as logged.
+
+    Minari stores actions in the env's units. With ``normalize_actions`` (RLlib's default)
+    a policy over a bounded Box acts in [-1, 1] and RLlib rescales its actions to the env's
+    bounds, so logged actions must be rescaled the other way before a learner sees them; on
+    Pendulum (bounds ±2) training on the raw actions teaches the policy twice the torque.
+    """
+    from minari.serialization import deserialize_space
+
+    if not config.normalize_actions or "action_space" not in metadata:
+        return None
+    space = deserialize_space(metadata["action_space"])
+    if not isinstance(space, gym.spaces.Box) or not space.is_bounded():
+        return None
+    return space.low.astype(np.float64), space.high.astype(np.float64)
 
 
 def use_minari_dataset(config: AlgorithmConfig, data_dir: Path) -> None:
