@@ -7,8 +7,11 @@ Learning", https://arxiv.org/abs/2006.04779.
 from __future__ import annotations
 
 from ray.rllib.algorithms.cql import CQLConfig
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rlscale.algorithms.offline.common import set_offline_defaults
+from rlscale.algorithms.offline.cql_learner import RlscaleCQLLearner
+from rlscale.algorithms.offline.cql_module import RlscaleCQLModule
 
 
 class RlscaleCQLConfig(CQLConfig):
@@ -26,3 +29,9 @@ class RlscaleCQLConfig(CQLConfig):
         self.lr = None
         self.twin_q = True
         self._model_config = {"fcnet_hiddens": [64, 64], "fusionnet_hiddens": [64]}
+
+    def get_default_rl_module_spec(self) -> RLModuleSpec:
+        return RLModuleSpec(module_class=RlscaleCQLModule)
+
+    def get_default_learner_class(self) -> type[RlscaleCQLLearner]:
+        return RlscaleCQLLearner

@@ -101,9 +101,13 @@ def to_learner_batch(
 
 
 def to_unit_range(actions: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """The inverse of RLlib's action unsquashing: env units in [low, high] to [-1, 1]."""
+    """The inverse of RLlib's action unsquashing: env units in [low, high] to [-1, 1].
+
+    Actions on a bound land a hair inside it, where a tanh-squashed policy's log-likelihood
+    (CQL's behavior-cloning warm-up) is finite.
+    """
     unit = 2.0 * (actions - low) / (high - low) - 1.0
-    return np.clip(unit, -1.0, 1.0).astype(np.float32)
+    return np.clip(unit, -1.0 + 1e-4, 1.0 - 1e-4).astype(np.float32)
 
 
 def _normalized_action_bounds(
