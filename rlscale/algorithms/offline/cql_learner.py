@@ -19,7 +19,7 @@ class RlscaleCQLLearner(CQLTorchLearner):
     def build(self) -> None:
         super().build()
         self.updates_done: dict[str, int] = {}
-        self._phase_configs: dict[str, Any] = {}
+        self._phase_configs: dict[bool, Any] = {}
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
         self.updates_done[module_id] = self.updates_done.get(module_id, 0) + 1
@@ -32,10 +32,12 @@ class RlscaleCQLLearner(CQLTorchLearner):
         )
 
     def phase_config(self, config, cloning: bool):
-        """``config`` with ``bc_iters`` set so that RLlib's check picks the given phase."""
-        key = f"{id(config)}-{cloning}"
-        if key not in self._phase_configs:
+        """``config`` with ``bc_iters`` set so that RLlib's check picks the given phase.
+
+        Copied once per phase: the Learner's config does not change while it runs.
+        """
+        if cloning not in self._phase_configs:
             phase = config.copy(copy_frozen=False)
             phase.bc_iters = math.inf if cloning else 0
-            self._phase_configs[key] = phase
-        return self._phase_configs[key]
+            self._phase_configs[cloning] = phase
+        return self._phase_configs[cloning]
