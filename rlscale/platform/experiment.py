@@ -129,10 +129,15 @@ def place_on_cluster(
 def cpu_demand(config: AlgorithmConfig) -> float:
     """CPUs the EnvRunner and Learner actors reserve (the driver itself reserves none)."""
     runner_cpus = config.num_env_runners * float(config.num_cpus_per_env_runner)
-    learner_cpus = config.num_cpus_per_learner
-    if learner_cpus == "auto":
-        learner_cpus = 0 if config.num_gpus_per_learner > 0 else 1
-    return runner_cpus + config.num_learners * float(learner_cpus)
+    return runner_cpus + config.num_learners * learner_cpus(config)
+
+
+def learner_cpus(config: AlgorithmConfig) -> float:
+    """CPUs one Learner reserves; RLlib's ``auto`` is 0 beside a GPU and 1 without one."""
+    cpus = config.num_cpus_per_learner
+    if cpus == "auto":
+        return 0.0 if config.num_gpus_per_learner > 0 else 1.0
+    return float(cpus)
 
 
 def _track_episodes(config: AlgorithmConfig) -> None:

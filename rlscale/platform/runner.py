@@ -18,7 +18,12 @@ from rich.console import Console
 
 from rlscale.errors import SpecError
 from rlscale.platform.episode_stats import EpisodeWindow
-from rlscale.platform.experiment import PreparedExperiment, place_on_cluster, prepare
+from rlscale.platform.experiment import (
+    PreparedExperiment,
+    learner_cpus,
+    place_on_cluster,
+    prepare,
+)
 from rlscale.platform.outputs import (
     CheckpointWriter,
     IterationMetrics,
@@ -164,8 +169,7 @@ def _size_local_learner_threads(config) -> None:
         return
     import torch
 
-    cpus = config.num_cpus_per_learner
-    torch.set_num_threads(max(1, int(cpus)) if cpus != "auto" else 1)
+    torch.set_num_threads(max(1, int(learner_cpus(config))))
 
 
 @contextmanager
