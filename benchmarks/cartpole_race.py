@@ -44,13 +44,20 @@ Peer = Callable[[int, int], Run]
 
 
 def train_with_defaults(
-    algorithm: str, env: str, seed: int, stop: dict[str, Any], name: str
+    algorithm: str,
+    env: str,
+    seed: int,
+    stop: dict[str, Any],
+    name: str,
+    hyperparameters: dict[str, Any] | None = None,
+    keep_in: Path | None = None,
 ) -> Any:
     """``rlscale.train`` with the algorithm's rlscale defaults (what ``rlscale train`` runs),
-    in a throw-away output folder; returns the TrainResult."""
+    plus ``hyperparameters`` when given; returns the TrainResult. The run goes to a throw-away
+    folder, or to ``keep_in`` with a checkpoint every 25 iterations, all kept."""
     import rlscale
 
-    with tempfile.TemporaryDirectory() as output:
+    def train(output: Path, checkpoint: dict[str, int]) -> Any:
         spec = rlscale.ExperimentSpec(
             algorithm=algorithm,
             env=env,
@@ -58,9 +65,15 @@ def train_with_defaults(
             output=output,
             name=name,
             stop=stop,
-            checkpoint={"every": 0},
+            hyperparameters=hyperparameters or {},
+            checkpoint=checkpoint,
         )
         return rlscale.train(spec)
+
+    if keep_in is not None:
+        return train(keep_in, {"every": 25, "keep": 1000})
+    with tempfile.TemporaryDirectory() as output:
+        return train(Path(output), {"every": 0})
 
 
 def run_rlscale(algorithm: str, seed: int, max_steps: int, peer: str = "rlscale") -> Run:

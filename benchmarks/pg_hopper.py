@@ -4,7 +4,9 @@
 
 Takes tens of minutes per run on 2 cores. Peers:
 
-- rlscale-ppo / rlscale-trpo: ``rlscale.train`` with the algorithms' defaults for Box actions;
+- rlscale-ppo / rlscale-trpo: ``rlscale.train`` with the algorithms' defaults for Box actions
+  plus ``MUJOCO_HYPERPARAMETERS`` (observation normalization and a long horizon, the settings of
+  Schulman et al. 2015/2017 for MuJoCo locomotion), the counterpart of rl-zoo's per-env file;
 - sb3-ppo / sb3-trpo: Stable-Baselines3 PPO and sb3-contrib TRPO with rl-zoo's Hopper-v4
   hyper-parameters (rl-zoo has none for v5; ``normalize: true`` becomes ``VecNormalize``).
 
@@ -30,6 +32,27 @@ ZOO_ENV = "Hopper-v4"
 RESULTS = Path(__file__).resolve().parent / "results" / "pg_hopper.json"
 
 
+# On top of the defaults for Box actions, which are tuned for Pendulum (gamma 0.95).
+MUJOCO_HYPERPARAMETERS = {
+    "ppo": {
+        "normalize_observations": True,
+        "gamma": 0.99,
+        "lambda_": 0.95,
+        "lr": 3e-4,
+        "train_batch_size_per_learner": 2048,
+        "minibatch_size": 64,
+        "num_epochs": 10,
+    },
+    "trpo": {
+        "normalize_observations": True,
+        "gamma": 0.99,
+        "lambda_": 0.95,
+        "train_batch_size_per_learner": 2048,
+        "max_kl": 0.01,
+    },
+}
+
+
 @dataclass
 class Run:
     peer: str
@@ -39,15 +62,22 @@ class Run:
     mean_return: float
 
 
-def run_rlscale(algorithm: str, seed: int, steps: int) -> Run:
+def run_rlscale(algorithm: str, seed: int, steps: int, keep_in: Path | None) -> Run:
     result = race.train_with_defaults(
-        algorithm, ENV, seed, {"timesteps": steps}, f"hopper-{algorithm}-{seed}"
+        algorithm,
+        ENV,
+        seed,
+        {"timesteps": steps},
+        f"hopper-{algorithm}-{seed}",
+        MUJOCO_HYPERPARAMETERS[algorithm],
+        keep_in,
     )
     final = result.final
     return Run(f"rlscale-{algorithm}", seed, final.env_steps, result.wall_s, final.return_mean)
 
 
-def run_sb3(algorithm: str, seed: int, steps: int) -> Run:
+def run_sb3(algorithm: str, seed: int, steps: int, keep_in: Path | None) -> Run:
+    """SB3 runs are not kept (``keep_in`` is for rlscale runs)."""
     import rl_zoo3
     import yaml
     from stable_baselines3.common.env_util import make_vec_env
@@ -89,6 +119,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--peers", nargs="+", choices=list(PEERS), default=list(PEERS))
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--keep-runs",
+        type=Path,
+        help="keep rlscale's runs (checkpoints every 25 iterations) in this folder, e.g. to "
+        "collect a Hopper dataset with one of them",
+    )
     args = parser.parse_args(argv)
 
     import ray
@@ -99,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     runs: list[Run] = []
     for peer in args.peers:
         for seed in args.seeds:
-            runs.append(PEERS[peer](seed, args.steps))
+            runs.append(PEERS[peer](seed, args.steps, args.keep_runs))
             run = runs[-1]
             print(
                 f"{peer:<13} seed {seed}: {run.env_steps:,} steps in {run.wall_s:.0f}s, "

@@ -66,8 +66,10 @@ def _write(root, name, episodes):
     )
 
 
-def test_collect_on_two_workers_writes_a_dataset_minari_loads(ray_local, root):
+def test_collect_on_two_workers_writes_a_dataset_minari_loads(ray_local, root, capsys):
     result = _collect(root, workers=2, episodes=7, noise=0.1, seed=3)
+    progress = capsys.readouterr().err
+    assert f"collected 7/7 episodes, {result.write.steps:,} steps" in progress
     dataset = minari.load_dataset("cartpole/expert-v0")
     assert dataset.total_episodes == 7
     assert dataset.total_steps == result.write.steps

@@ -173,3 +173,45 @@ def test_cql_greedy_action_is_the_squashed_mean_inside_the_bounds():
     logits = torch.tensor([[3.0, 0.0], [-0.5, 0.0]])  # pre-tanh mean, log-std
     greedy = SquashedGaussian.from_logits(logits).to_deterministic().sample()
     torch.testing.assert_close(greedy, torch.tanh(torch.tensor([[3.0], [-0.5]])))
+
+
+@pytest.mark.slow
+def test_checkpoint_policy_filters_observations_and_maps_actions_onto_the_bounds(
+    ray_local, tmp_path
+):
+    """Collection acts as the trained EnvRunner does: saved MeanStdFilter statistics on the way
+    in, [-1, 1] actions mapped onto Pendulum's ±2 torque on the way out."""
+    import torch
+    from ray.rllib.core.columns import Columns
+    from ray.rllib.utils.filter import RunningStat
+
+    from rlscale.platform.collection import CheckpointPolicy
+
+    result = rlscale.train(
+        rlscale.ExperimentSpec(
+            algorithm="ppo",
+            env="Pendulum-v1",
+            seed=0,
+            stop={"iterations": 1},
+            output=tmp_path,
+            hyperparameters={"normalize_observations": True, "train_batch_size_per_learner": 512},
+        )
+    )
+    algo = prepare(result.spec).config.build_algo()
+    try:
+        algo.restore_from_path(str(result.checkpoint))
+        module = algo.get_module()
+        (filter_state,) = algo.env_runner._env_to_module.get_state()["MeanStdFilter"].values()
+    finally:
+        algo.stop()
+    (stats,) = [RunningStat.from_state(s) for s in filter_state["running_stats"]]
+
+    env = make_env("Pendulum-v1")
+    act = CheckpointPolicy(str(result.checkpoint))(env.observation_space, env.action_space)
+    for observation in ([1.0, 0.0, 6.0], [-1.0, 0.0, -7.5], [0.0, 1.0, 0.5]):
+        observation = np.asarray(observation, dtype=np.float32)
+        filtered = np.clip((observation - stats.mean) / (stats.std + 1e-8), -10, 10)
+        with torch.no_grad():
+            out = module.forward_inference({Columns.OBS: torch.as_tensor(filtered[None])})
+        unit = np.clip(out[Columns.ACTION_DIST_INPUTS][0, :1].numpy(), -1, 1)  # Gaussian mean
+        np.testing.assert_allclose(act(observation, None), 2.0 * unit, rtol=1e-4, atol=1e-5)

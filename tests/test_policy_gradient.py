@@ -290,3 +290,51 @@ def test_ppo_kl_early_stop_and_value_clipping(ray_local):
     # The first minibatch steps (its KL is 0); a later one passes 1.5e-6 and stops the update.
     assert stats["kl_early_stopped"] == 1.0
     assert np.isfinite(stats["vf_loss"])
+
+
+@pytest.mark.slow
+def test_observation_normalization_filters_and_travels_in_checkpoints(ray_local, tmp_path):
+    from ray.rllib.connectors.env_to_module import MeanStdFilter
+
+    spec = rlscale.ExperimentSpec(
+        algorithm="ppo",
+        env="Pendulum-v1",
+        seed=0,
+        hyperparameters={"normalize_observations": True, "train_batch_size_per_learner": 512},
+    )
+
+    def mean_std_filter(algo) -> MeanStdFilter:
+        pieces = [c for c in algo.env_runner._env_to_module if isinstance(c, MeanStdFilter)]
+        assert len(pieces) == 1, algo.env_runner._env_to_module
+        return pieces[0]
+
+    algo = prepare(spec).config.build_algo()
+    try:
+        algo.train()
+        trained = mean_std_filter(algo).get_state()
+        algo.save_to_path(str(tmp_path / "checkpoint"))
+    finally:
+        algo.stop()
+    (running,) = running_stats(trained)
+    # Pendulum's (cos, sin, velocity): the filter saw every sampled step and learned their scale.
+    assert running.n >= 512
+    assert np.all(running.std > 0.1)
+
+    restored = prepare(spec).config.build_algo()
+    try:
+        restored.restore_from_path(str(tmp_path / "checkpoint"))
+        (loaded,) = running_stats(mean_std_filter(restored).get_state())
+    finally:
+        restored.stop()
+    assert loaded.n == running.n
+    np.testing.assert_allclose(loaded.mean, running.mean)
+
+
+def running_stats(filter_state: dict) -> list:
+    from ray.rllib.utils.filter import RunningStat
+
+    return [
+        RunningStat.from_state(stat)
+        for agent_state in filter_state.values()
+        for stat in agent_state["running_stats"]
+    ]

@@ -83,7 +83,7 @@ def collect(request: CollectionRequest, make_env: EnvMaker) -> CollectionResult:
         random_refs = _random_reference(actors[0], request)
         written = write_dataset(
             request.dataset_id,
-            _recording_returns(_ordered_rollouts(actors, request), returns),
+            _recording_returns(_ordered_rollouts(actors, request), returns, request.episodes),
             observation_space,
             action_space,
             env_spec,
@@ -152,10 +152,40 @@ def _ordered_rollouts(actors, request: CollectionRequest) -> Iterator[EpisodeArr
         yield from chunk
 
 
-def _recording_returns(episodes: Iterator[EpisodeArrays], returns: list[float]):
-    for episode in episodes:
-        returns.append(episode.total_return)
-        yield episode
+def _recording_returns(episodes: Iterator[EpisodeArrays], returns: list[float], total: int):
+    """Record each episode's return and report progress on stderr: a rich bar on a terminal,
+    one line per tenth of the episodes elsewhere (CI logs, pipes)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    every = max(1, total // 10)
+    steps = 0
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
+        task = progress.add_task("collecting", total=total)
+        for done, episode in enumerate(episodes, start=1):
+            returns.append(episode.total_return)
+            steps += len(episode)
+            progress.advance(task)
+            if not console.is_terminal and (done % every == 0 or done == total):
+                console.print(
+                    f"collected {done:,}/{total:,} episodes, {steps:,} steps, "
+                    f"mean return {np.mean(returns):.2f}",
+                    highlight=False,
+                )
+            yield episode
 
 
 def _random_reference(actor, request: CollectionRequest):

@@ -23,6 +23,9 @@ from rlscale.platform.runtime import ray_session
 
 MODULE_PATH = Path("learner_group") / "learner" / "rl_module" / "default_policy"
 """Where an rlscale (RLlib) checkpoint keeps the single-agent policy's RLModule."""
+ENV_RUNNER_PATHS = (Path("env_runner"), Path("eval_env_runner"))
+"""Where a checkpoint keeps the EnvRunner that acts in the env: the sampling one of online
+algorithms, the evaluation one of offline algorithms (which sample nothing else)."""
 
 
 def collect_dataset(
@@ -81,35 +84,66 @@ def policy_factory(policy: str, env: str):
 
 @dataclass(frozen=True)
 class CheckpointPolicy:
-    """Greedy actions of the RLModule saved in an rlscale checkpoint (built on each worker)."""
+    """Greedy actions of the policy saved in an rlscale checkpoint (built on each worker).
+
+    Observations and actions go through the checkpoint's own EnvRunner connector pipelines, as
+    in ``rlscale evaluate``: a policy trained on filtered observations (``MeanStdFilter``) sees
+    them filtered with the saved statistics, and actions of a policy acting in [-1, 1]
+    (``normalize_actions``) are mapped onto the env's bounds.
+    """
 
     checkpoint: str
 
     def __call__(self, observation_space: gym.Space, action_space: gym.Space) -> Policy:
         import torch
         from ray.rllib.core.columns import Columns
-        from ray.rllib.core.rl_module.rl_module import RLModule
+        from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 
-        module_dir = Path(self.checkpoint) / MODULE_PATH
-        if not module_dir.is_dir():
-            raise DatasetError(
-                f"{self.checkpoint} holds no single-agent policy module ({MODULE_PATH})."
-            )
-        module = RLModule.from_checkpoint(str(module_dir))
-        module.eval()
-        dist_class = module.get_inference_action_dist_cls()
+        module, env_to_module, module_to_env = _restore_policy(Path(self.checkpoint))
 
         def act(observation: Any, rng: np.random.Generator) -> Any:
-            obs = torch.as_tensor(np.asarray(observation, dtype=np.float32)[None])
+            # A one-step episode: the pipelines read the newest observation from episodes.
+            episode = SingleAgentEpisode(
+                observations=[observation],
+                observation_space=observation_space,
+                action_space=action_space,
+            )
+            shared_data: dict = {}  # carries the episode order from one pipeline to the other
             with torch.no_grad():
-                out = module.forward_inference({Columns.OBS: obs})
-            if Columns.ACTIONS in out:
-                action = out[Columns.ACTIONS][0].numpy()
-            else:
-                dist = dist_class.from_logits(out[Columns.ACTION_DIST_INPUTS]).to_deterministic()
-                action = dist.sample()[0].numpy()
+                batch = env_to_module(
+                    rl_module=module, batch={}, episodes=[episode], explore=False,
+                    shared_data=shared_data,
+                )
+                batch = module_to_env(
+                    rl_module=module, batch=module.forward_inference(batch), episodes=[episode],
+                    explore=False, shared_data=shared_data,
+                )
+            action = batch.get(Columns.ACTIONS_FOR_ENV, batch[Columns.ACTIONS])[0]
             if isinstance(action_space, gym.spaces.Discrete):
                 return int(action)
-            return np.clip(action, action_space.low, action_space.high).astype(action_space.dtype)
+            return np.asarray(action, dtype=action_space.dtype)
 
         return act
+
+
+def _restore_policy(checkpoint: Path):
+    """(RLModule, env-to-module pipeline, module-to-env pipeline) saved in ``checkpoint``."""
+    from ray.rllib.connectors.env_to_module import EnvToModulePipeline, MeanStdFilter
+    from ray.rllib.connectors.module_to_env import ModuleToEnvPipeline
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    runner = next((checkpoint / p for p in ENV_RUNNER_PATHS if (checkpoint / p).is_dir()), None)
+    if not (checkpoint / MODULE_PATH).is_dir() or runner is None:
+        raise DatasetError(
+            f"{checkpoint} holds no single-agent policy (its RLModule or EnvRunner is "
+            "missing); pass a checkpoint folder written by `rlscale train` on a single-agent env."
+        )
+    module = RLModule.from_checkpoint(str(checkpoint / MODULE_PATH))
+    module.eval()
+    env_to_module = EnvToModulePipeline.from_checkpoint(str(runner / "env_to_module_connector"))
+    module_to_env = ModuleToEnvPipeline.from_checkpoint(str(runner / "module_to_env_connector"))
+    for piece in env_to_module.connectors:
+        if isinstance(piece, MeanStdFilter):
+            # Collect with the saved statistics; RLlib has no public switch after building.
+            piece._update_stats = False
+    return module, env_to_module, module_to_env

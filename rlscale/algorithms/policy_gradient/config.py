@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.connectors.env_to_module import MeanStdFilter
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rlscale.algorithms.policy_gradient.learners import A2CLearner, PPOLearner, TRPOLearner
@@ -39,6 +40,7 @@ class PolicyGradientConfig(PPOConfig):
         self.activation = "tanh"
         self.shared_trunk = False
         self.initial_log_std = 0.0
+        self.normalize_observations = False
         # Losses and GAE.
         self.gamma = 0.99
         self.lambda_ = 0.95
@@ -61,6 +63,12 @@ class PolicyGradientConfig(PPOConfig):
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         return RLModuleSpec(module_class=ActorCriticModule)
+
+    def build_env_to_module_connector(self, env=None, spaces=None, device=None):
+        pipeline = super().build_env_to_module_connector(env, spaces, device)
+        if self.normalize_observations:
+            pipeline.prepend(MeanStdFilter(multi_agent=self.is_multi_agent))
+        return pipeline
 
     @property
     def _model_config_auto_includes(self) -> dict[str, Any]:
