@@ -7,7 +7,8 @@ Runs ``rlscale train bc`` as a child process (it starts its own embedded Ray) an
 0.2 s, the memory of that process and of every process under it: the Ray head, the Ray Data
 workers that read the HDF5 shards, the Learner. Reports the peak of the summed PSS (each page
 shared between processes counted once, split among them, which includes Ray's shared-memory
-object store) and the peak RSS of the training process alone. Linux only (reads /proc).
+object store), how that peak splits by process, and the peak RSS of the training process
+alone. Linux only (reads /proc).
 
 Writes benchmarks/results/bc_memory.json.
 """
@@ -58,6 +59,16 @@ def memory_kib(pid: int, field: str) -> int:
     return 0
 
 
+def process_name(pid: int) -> str:
+    """What a process is: a Ray worker's task or actor name (``ray::...``), else its program."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    first = argv[0].decode(errors="replace")
+    return first.split()[0] if first.startswith("ray::") else Path(first).name
+
+
 def size_on_disk(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -94,9 +105,15 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     child = subprocess.Popen(command, env=env, cwd=REPO)
     peak_pss_kib = peak_driver_rss_kib = 0
+    breakdown_at_peak: dict[str, int] = {}
     while child.poll() is None:
-        tree = process_tree(child.pid)
-        peak_pss_kib = max(peak_pss_kib, sum(memory_kib(pid, "Pss:") for pid in tree))
+        by_process = {pid: memory_kib(pid, "Pss:") for pid in process_tree(child.pid)}
+        if sum(by_process.values()) > peak_pss_kib:
+            peak_pss_kib = sum(by_process.values())
+            breakdown_at_peak = {}
+            for pid, kib in by_process.items():
+                name = process_name(pid)
+                breakdown_at_peak[name] = breakdown_at_peak.get(name, 0) + kib
         peak_driver_rss_kib = max(peak_driver_rss_kib, memory_kib(child.pid, "VmRSS:"))
         time.sleep(SAMPLE_EVERY_S)
     wall_s = time.perf_counter() - started
@@ -113,6 +130,9 @@ def main(argv: list[str] | None = None) -> None:
         "dataset_bytes_on_disk": disk_bytes,
         "peak_tree_pss_bytes": peak_pss_kib * 1024,
         "peak_driver_rss_bytes": peak_driver_rss_kib * 1024,
+        "pss_bytes_at_peak_by_process": {
+            name: kib * 1024 for name, kib in sorted(breakdown_at_peak.items())
+        },
         "wall_s": round(wall_s, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -122,6 +142,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"peak PSS, whole process tree:  {peak_pss_kib / 1024:,.0f} MiB")
     print(f"peak RSS, training process:    {peak_driver_rss_kib / 1024:,.0f} MiB")
     print(f"wall time:                     {wall_s:.0f} s")
+    print("PSS at the peak, by process:")
+    for name, kib in sorted(breakdown_at_peak.items(), key=lambda item: -item[1]):
+        print(f"  {kib / 1024:>8,.0f} MiB  {name}")
     print(f"wrote {args.out}")
 
 

@@ -9,7 +9,11 @@ from minari.serialization import serialize_space
 
 import rlscale
 from rlscale.algorithms import get_algorithm
-from rlscale.algorithms.offline.data import _normalized_action_bounds, to_unit_range
+from rlscale.algorithms.offline.data import (
+    _normalized_action_bounds,
+    to_learner_batch,
+    to_unit_range,
+)
 from rlscale.datasets.collect import CollectionRequest, collect
 from rlscale.datasets.policies import scripted_policy
 from rlscale.envs import make_env
@@ -59,6 +63,22 @@ def _last_evaluation(result):
     evaluated = [m for m in result.history if m.has_return]
     assert evaluated, "no evaluation ran"
     return evaluated[-1]
+
+
+def test_float64_observations_reach_the_learner_as_float32():
+    # MuJoCo envs (Hopper-v5) log float64 observations; RLlib's nets are float32.
+    rows = {
+        "obs": np.zeros((4, 11), dtype=np.float64),
+        "new_obs": np.ones((4, 11), dtype=np.float64),
+        "actions": np.zeros((4, 3), dtype=np.float32),
+        "rewards": np.ones(4, dtype=np.float32),
+        "terminateds": np.zeros(4, dtype=bool),
+        "truncateds": np.zeros(4, dtype=bool),
+    }
+    batch = to_learner_batch(rows)
+    assert batch["default_policy/obs"].dtype == np.float32
+    assert batch["default_policy/new_obs"].dtype == np.float32
+    np.testing.assert_array_equal(batch["default_policy/new_obs"], rows["new_obs"])
 
 
 def test_logged_box_actions_are_rescaled_to_the_policy_range():

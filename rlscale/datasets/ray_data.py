@@ -75,11 +75,16 @@ def transitions_dataset(
 ):
     """A lazy ``ray.data.Dataset`` of the dataset's transitions (Ray must be initialized).
 
-    With a ``seed`` the rows of each shard come shuffled (reproducibly); without, in order.
+    With a ``seed`` the shards come in a random order and the rows of each shard shuffled
+    (reproducibly); without, in order.
     """
     import ray.data
 
     shards = episode_shards(total_episodes, episodes_per_shard)
+    if seed is not None:
+        # Shuffled here, before anything is read: Ray Data's randomize_block_order is an
+        # all-to-all step that would wait for (and hold) every block read.
+        shards = [shards[i] for i in np.random.default_rng(seed).permutation(len(shards))]
     return ray.data.from_items(shards, override_num_blocks=len(shards)).map_batches(
         _read_shard_batch,
         batch_size=1,

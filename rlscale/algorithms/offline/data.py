@@ -45,14 +45,11 @@ class MinariOfflineData(OfflineData):
         episodes = int(metadata["total_episodes"])
         mean_length = max(1.0, int(metadata["total_steps"]) / max(1, episodes))
         per_shard = max(1, round(TRANSITIONS_PER_SHARD / mean_length))
-        self.data = (
-            transitions_dataset(self.path, episodes, per_shard, seed=config.seed)
-            .randomize_block_order(seed=config.seed)
-            .map_batches(
-                to_learner_batch,
-                batch_format="numpy",
-                fn_kwargs={"action_bounds": _normalized_action_bounds(config, metadata)},
-            )
+        transitions = transitions_dataset(self.path, episodes, per_shard, seed=config.seed)
+        self.data = transitions.map_batches(
+            to_learner_batch,
+            batch_format="numpy",
+            fn_kwargs={"action_bounds": _normalized_action_bounds(config, metadata)},
         )
         if float(metadata.get("dataset_size", np.inf)) <= SMALL_DATASET_MB:
             self.data = self.data.materialize()
@@ -95,6 +92,10 @@ def to_learner_batch(
     on) this plain map gives the learner the same columns, fused into the read tasks.
     """
     columns = dict(batch)
+    for key in (Columns.OBS, Columns.NEXT_OBS):
+        # As RLlib's own numpy-to-torch conversion does: float64 envs (MuJoCo) feed float32 nets.
+        if columns[key].dtype == np.float64:
+            columns[key] = columns[key].astype(np.float32)
     if action_bounds is not None:
         columns[Columns.ACTIONS] = to_unit_range(batch[Columns.ACTIONS], *action_bounds)
     return {f"{DEFAULT_MODULE_ID}/{column}": columns[column] for column in TRAIN_COLUMNS}
