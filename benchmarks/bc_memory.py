@@ -73,14 +73,6 @@ def size_on_disk(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def dataset_folder(dataset: str, root: Path | None) -> Path:
-    candidate = Path(dataset)
-    if candidate.is_dir():
-        return candidate
-    base = root or Path(os.environ.get("MINARI_DATASETS_PATH", Path.home() / ".minari/datasets"))
-    return base / dataset
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", required=True, help="Minari id or dataset folder")
@@ -90,9 +82,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
-    folder = dataset_folder(args.dataset, args.root)
-    if not folder.is_dir():
-        parser.error(f"dataset folder {folder} not found; give --root or a folder path")
+    from rlscale.datasets.store import resolve_dataset
+    from rlscale.errors import DatasetError
+
+    try:
+        folder = resolve_dataset(args.dataset, args.root).parent  # the dataset, not its data/
+    except DatasetError as error:
+        parser.error(str(error))
     command = [
         str(Path(sys.executable).parent / "rlscale"), "train", "bc",
         "--env", args.env, "--dataset", args.dataset, "--stop-iters", str(args.iterations),

@@ -121,7 +121,8 @@ class CheckpointPolicy:
             action = batch.get(Columns.ACTIONS_FOR_ENV, batch[Columns.ACTIONS])[0]
             if isinstance(action_space, gym.spaces.Discrete):
                 return int(action)
-            return np.asarray(action, dtype=action_space.dtype)
+            # A policy trained without RLlib's action clipping may still step past the bounds.
+            return np.clip(action, action_space.low, action_space.high).astype(action_space.dtype)
 
         return act
 
