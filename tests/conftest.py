@@ -40,3 +40,14 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def mean_std_filter_stats(filter_state: dict) -> list:
+    """The ``RunningStat`` of each observation component in a ``MeanStdFilter`` state."""
+    from ray.rllib.utils.filter import RunningStat
+
+    return [
+        RunningStat.from_state(stat)
+        for agent_state in filter_state.values()
+        for stat in agent_state["running_stats"]
+    ]

@@ -11,6 +11,8 @@ import minari
 import numpy as np
 import pytest
 
+from rlscale.algorithms import get_algorithm
+from rlscale.algorithms.offline import data as offline_data
 from rlscale.datasets.collect import CollectionRequest, collect
 from rlscale.datasets.combine import combine
 from rlscale.datasets.policies import scripted_policy
@@ -234,7 +236,7 @@ def test_combine_refuses_different_spaces(root):
     assert not (root / "mix" / "bad-v0").exists()
 
 
-def test_transitions_stream_through_ray_data(ray_local, root):
+def test_transitions_stream_through_ray_data(ray_local, root, monkeypatch):
     episodes = [_cartpole_episode(steps) for steps in (3, 4, 5)]
     written = _write(root, "x/stream-v0", episodes)
     rows = read_transitions(written.data_dir, 0, 3)
@@ -247,8 +249,13 @@ def test_transitions_stream_through_ray_data(ray_local, root):
     got = zip(streamed["eps_id"], streamed["rewards"], streamed["obs"][:, 0], strict=True)
     expected = zip(np.repeat([0, 1, 2], [3, 4, 5]), rows["rewards"], rows["obs"][:, 0], strict=True)
     assert sorted(got) == sorted(expected)
-    # Shard order is drawn before reading (no all-to-all step that waits for every block).
+    # Shard order is drawn before reading: neither the transitions nor the learners' offline
+    # data have an all-to-all step that waits for (and holds) every block read.
     assert "RandomizeBlockOrder" not in str(dataset)
+    monkeypatch.setattr(offline_data, "SMALL_DATASET_MB", -1.0)  # lazy, as for big datasets
+    config = get_algorithm("bc").make_config().training(train_batch_size_per_learner=4)
+    offline_data.use_minari_dataset(config, written.data_dir)
+    assert "RandomizeBlockOrder" not in str(offline_data.MinariOfflineData(config).data)
 
 
 def test_cli_datasets_list_info_validate_and_bad_input(root, tmp_path):

@@ -20,7 +20,7 @@ from rlscale.envs import make_env
 from rlscale.errors import DatasetError, SpecError
 from rlscale.platform.collection import collect_dataset
 from rlscale.platform.experiment import prepare
-from tests.conftest import run_cli
+from tests.conftest import mean_std_filter_stats, run_cli
 
 
 @pytest.fixture
@@ -203,7 +203,6 @@ def test_checkpoint_policy_filters_observations_and_maps_actions_onto_the_bounds
     in, [-1, 1] actions mapped onto Pendulum's ±2 torque on the way out."""
     import torch
     from ray.rllib.core.columns import Columns
-    from ray.rllib.utils.filter import RunningStat
 
     from rlscale.platform.collection import CheckpointPolicy
 
@@ -221,10 +220,10 @@ def test_checkpoint_policy_filters_observations_and_maps_actions_onto_the_bounds
     try:
         algo.restore_from_path(str(result.checkpoint))
         module = algo.get_module()
-        (filter_state,) = algo.env_runner._env_to_module.get_state()["MeanStdFilter"].values()
+        filter_state = algo.env_runner._env_to_module.get_state()["MeanStdFilter"]
     finally:
         algo.stop()
-    (stats,) = [RunningStat.from_state(s) for s in filter_state["running_stats"]]
+    (stats,) = mean_std_filter_stats(filter_state)
 
     env = make_env("Pendulum-v1")
     act = CheckpointPolicy(str(result.checkpoint))(env.observation_space, env.action_space)

@@ -17,6 +17,7 @@ from rlscale.algorithms.policy_gradient.trpo_step import (
 from rlscale.errors import IncompatibleSpaceError
 from rlscale.modules.actor_critic import ActorCritic, ActorCriticShape
 from rlscale.platform.experiment import prepare
+from tests.conftest import mean_std_filter_stats
 
 ALGORITHMS = ["a2c", "trpo", "ppo"]
 
@@ -315,7 +316,7 @@ def test_observation_normalization_filters_and_travels_in_checkpoints(ray_local,
         algo.save_to_path(str(tmp_path / "checkpoint"))
     finally:
         algo.stop()
-    (running,) = running_stats(trained)
+    (running,) = mean_std_filter_stats(trained)
     # Pendulum's (cos, sin, velocity): the filter saw every sampled step and learned their scale.
     assert running.n >= 512
     assert np.all(running.std > 0.1)
@@ -323,18 +324,9 @@ def test_observation_normalization_filters_and_travels_in_checkpoints(ray_local,
     restored = prepare(spec).config.build_algo()
     try:
         restored.restore_from_path(str(tmp_path / "checkpoint"))
-        (loaded,) = running_stats(mean_std_filter(restored).get_state())
+        (loaded,) = mean_std_filter_stats(mean_std_filter(restored).get_state())
     finally:
         restored.stop()
     assert loaded.n == running.n
     np.testing.assert_allclose(loaded.mean, running.mean)
 
-
-def running_stats(filter_state: dict) -> list:
-    from ray.rllib.utils.filter import RunningStat
-
-    return [
-        RunningStat.from_state(stat)
-        for agent_state in filter_state.values()
-        for stat in agent_state["running_stats"]
-    ]

@@ -83,7 +83,7 @@ def collect(request: CollectionRequest, make_env: EnvMaker) -> CollectionResult:
         random_refs = _random_reference(actors[0], request)
         written = write_dataset(
             request.dataset_id,
-            _recording_returns(_ordered_rollouts(actors, request), returns, request.episodes),
+            _record_and_report(_ordered_rollouts(actors, request), returns, request.episodes),
             observation_space,
             action_space,
             env_spec,
@@ -152,7 +152,7 @@ def _ordered_rollouts(actors, request: CollectionRequest) -> Iterator[EpisodeArr
         yield from chunk
 
 
-def _recording_returns(episodes: Iterator[EpisodeArrays], returns: list[float], total: int):
+def _record_and_report(episodes: Iterator[EpisodeArrays], returns: list[float], total: int):
     """Record each episode's return and report progress on stderr: a rich bar on a terminal,
     one line per tenth of the episodes elsewhere (CI logs, pipes)."""
     from rich.console import Console
