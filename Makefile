@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 BENCH_INSTALLED := $(VENV)/.installed-bench
 PYTEST_FLAGS ?=
 
-.PHONY: install demo demo-offline test test-fast lint bench clean
+.PHONY: install demo demo-offline test test-fast lint bench bench-d3rlpy-venv bench-cql-hopper clean
 
 install: $(INSTALLED)
 
@@ -68,5 +68,28 @@ bench: $(BENCH_INSTALLED)
 	$(BIN)/python benchmarks/tabular_taxi_speed.py
 	$(BIN)/python benchmarks/tune_overhead.py
 
+# d3rlpy, the peer of benchmarks/cql_hopper.py, pins gymnasium 1.0: it gets its own venv.
+D3RLPY_VENV := .venv-d3rlpy
+bench-d3rlpy-venv: $(D3RLPY_VENV)/.installed
+
+$(D3RLPY_VENV)/.installed: benchmarks/d3rlpy/constraints.txt
+	test -x $(D3RLPY_VENV)/bin/python || $(PYTHON) -m venv $(D3RLPY_VENV)
+	$(D3RLPY_VENV)/bin/pip install --quiet -c $< torch==2.13.0
+	$(D3RLPY_VENV)/bin/pip install --quiet -c $< d3rlpy==2.8.1 "gymnasium[mujoco]==1.0.0"
+	touch $@
+
+# CQL against d3rlpy on a Hopper-v5 "medium" dataset. The dataset is collected once with a
+# Hopper PPO checkpoint of about a quarter to a third of expert return (see the README):
+#   make bench-cql-hopper HOPPER_CHECKPOINT=runs/hopper/.../checkpoints/iter_000125
+HOPPER_DATASET ?= hopper/medium-v0
+bench-cql-hopper: $(BENCH_INSTALLED) bench-d3rlpy-venv
+	@set -e; \
+	if ! $(BIN)/rlscale datasets info $(HOPPER_DATASET) > /dev/null 2>&1; then \
+	    test -n "$(HOPPER_CHECKPOINT)" || { echo "set HOPPER_CHECKPOINT to collect $(HOPPER_DATASET)"; exit 1; }; \
+	    $(BIN)/rlscale datasets collect --env Hopper-v5 --policy "$(HOPPER_CHECKPOINT)" \
+	        --episodes 4000 --workers 2 --name $(HOPPER_DATASET); \
+	fi; \
+	$(BIN)/python benchmarks/cql_hopper.py --dataset $(HOPPER_DATASET)
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(D3RLPY_VENV) runs .pytest_cache

@@ -162,6 +162,96 @@ def test_discrete_cql_beats_the_noisy_policy_that_collected_its_data(ray_local, 
     assert final.normalized_return > 100
 
 
+@pytest.mark.slow
+def test_cql_beats_the_noisy_policy_that_collected_its_pendulum_data(ray_local, root, tmp_path):
+    collected = _collect(
+        root, "Pendulum-v1", "pendulum_swing_up", "pend/noisy-v0", episodes=30, noise=1.0
+    )
+    assert -800 <= collected.mean_return <= -300  # mediocre: random is about -1200, best -150
+    result = _train(tmp_path, "cql", "Pendulum-v1", "pend/noisy-v0", iterations=40)
+    final = _last_evaluation(result)
+    assert final.return_mean > collected.mean_return + 100
+    assert final.normalized_return > 100
+
+
+def test_cql_target_networks_move_by_tau_after_every_update(monkeypatch):
+    import torch
+    from ray.rllib.core.columns import Columns
+    from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+    from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+
+    config = get_algorithm("cql").make_config().training(tau=0.5)
+    spaces = (gym.spaces.Box(-1.0, 1.0, (3,)), gym.spaces.Box(-2.0, 2.0, (1,)))
+    learner = config.build_learner(spaces={"default_policy": spaces})
+    main, target = learner.module["default_policy"].get_target_network_pairs()[0]
+    start = [p.detach().clone() for p in target.parameters()]
+    main_after_each_step = []
+    optimizer_step = TorchLearner.apply_gradients
+
+    def step_and_record(self, gradients_dict):
+        optimizer_step(self, gradients_dict)
+        main_after_each_step.append([p.detach().clone() for p in main.parameters()])
+
+    monkeypatch.setattr(TorchLearner, "apply_gradients", step_and_record)
+    rng = np.random.default_rng(0)
+    rows = 8
+    columns = {
+        Columns.OBS: rng.uniform(-1, 1, (rows, 3)).astype(np.float32),
+        Columns.NEXT_OBS: rng.uniform(-1, 1, (rows, 3)).astype(np.float32),
+        Columns.ACTIONS: rng.uniform(-1, 1, (rows, 1)).astype(np.float32),
+        Columns.REWARDS: rng.normal(size=rows).astype(np.float32),
+        Columns.TERMINATEDS: np.zeros(rows, dtype=bool),
+        Columns.TRUNCATEDS: np.zeros(rows, dtype=bool),
+    }
+    batch = MultiAgentBatch({"default_policy": SampleBatch(columns)}, env_steps=rows)
+    # One update call of three minibatches, as an offline iteration runs many.
+    learner.update(batch=batch, minibatch_size=rows, num_epochs=3)
+
+    assert len(main_after_each_step) == 3
+    expected = start
+    for main_params in main_after_each_step:
+        expected = [0.5 * t + 0.5 * m for t, m in zip(expected, main_params, strict=True)]
+    for got, want in zip(target.parameters(), expected, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_cql_regularizer_scores_sampled_actions_at_the_logged_state():
+    import torch
+    from ray.rllib.core.columns import Columns
+
+    config = get_algorithm("cql").make_config()
+    spaces = (gym.spaces.Box(-1.0, 1.0, (3,)), gym.spaces.Box(-2.0, 2.0, (1,)))
+    module = config.get_multi_rl_module_spec(spaces={"default_policy": spaces}).build()
+    module = module["default_policy"]
+    module.make_target_networks()  # as the Learner does
+    rows, samples = 64, config.num_actions
+    generator = torch.Generator().manual_seed(0)
+    batch = {
+        Columns.OBS: torch.rand(rows, 3, generator=generator) * 2 - 1,
+        Columns.NEXT_OBS: torch.rand(rows, 3, generator=generator) * 2 - 1,
+        Columns.ACTIONS: torch.zeros(rows, 1),
+    }
+    out = module.forward_train(batch)
+
+    # Pendulum's bounds are ±2; with normalize_actions the policy and the data use [-1, 1].
+    random_actions = out["actions_rand_repeat"]
+    assert random_actions.abs().max() <= 1.0
+    assert random_actions.min() < -0.5 and random_actions.max() > 0.5
+
+    def q_at(obs, actions):
+        repeated = {
+            Columns.OBS: torch.repeat_interleave(obs, samples, dim=0),
+            Columns.ACTIONS: actions,
+        }
+        q = module._qf_forward_train_helper(repeated, module.qf_encoder, module.qf)
+        return q.view(rows, samples, 1)
+
+    # Actions drawn from the policy at s' are scored at s (Kumar et al. 2020), not at s'.
+    next_actions = out["actions_next_repeat"]
+    torch.testing.assert_close(out["q_next_repeat"], q_at(batch[Columns.OBS], next_actions))
+    assert not torch.allclose(out["q_next_repeat"], q_at(batch[Columns.NEXT_OBS], next_actions))
+
+
 def test_cql_clones_the_data_for_bc_iters_updates_then_follows_q(monkeypatch):
     from ray.rllib.algorithms.cql.torch.cql_torch_learner import CQLTorchLearner
 

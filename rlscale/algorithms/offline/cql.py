@@ -25,10 +25,21 @@ class RlscaleCQLConfig(CQLConfig):
         self.train_batch_size_per_learner = 128
         self.num_actions = 4
         self.bc_iters = 200
+        # Runs here are thousands of updates, not the paper's million: targets that follow
+        # 4x faster than SAC's 0.005 (per update, see cql_learner) and a 3x faster actor.
+        # On 30 noisy Pendulum episodes, greedy return after 4,000 updates: -1031 with RLlib's
+        # tau 0.005 and actor_lr 1e-4, -193 with these (README, offline RL).
+        self.tau = 0.02
+        self.actor_lr = 3e-4
         # SAC-based: separate actor, critic and temperature learning rates, no shared one.
         self.lr = None
         self.twin_q = True
         self._model_config = {"fcnet_hiddens": [64, 64], "fusionnet_hiddens": [64]}
+
+    @property
+    def _model_config_auto_includes(self) -> dict:
+        # The module draws CQL's random actions in the range the policy acts in.
+        return super()._model_config_auto_includes | {"normalize_actions": self.normalize_actions}
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         return RLModuleSpec(module_class=RlscaleCQLModule)

@@ -1,0 +1,177 @@
+"""d3rlpy 2.8.1 CQL on flat Hopper-v5 transitions: the peer side of the CQL comparison.
+
+Run with the d3rlpy venv (see README.md beside this file):
+
+    .venv-d3rlpy/bin/python benchmarks/d3rlpy/cql_peer.py --transitions FILE.npz --seed S \
+        --updates N --eval-every K --eval-episodes E --hyperparameters JSON --out OUT.json
+
+FILE.npz holds observations (T, 11), actions (T, 3) in [-1, 1], rewards (T,), terminals (T,)
+and timeouts (T,), episode after episode. --hyperparameters is a JSON object or a path to a JSON
+file; keys left out keep d3rlpy's defaults. The conservative weight is kept fixed (no Lagrangian
+dual): alpha_learning_rate 0 with initial_alpha 1, so the penalty is conservative_weight * gap.
+
+Training is d3rlpy's own sampling (ReplayBuffer.sample_transition_batch) and algo.update in a
+loop; train_seconds counts sampling plus updates, never evaluation. Every K updates the greedy
+policy (algo.predict) plays E episodes of Hopper-v5, episode i seeded 1000 + i.
+"""
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+with contextlib.redirect_stderr(io.StringIO()):  # d3rlpy imports old gym, which prints a notice
+    import d3rlpy
+
+HYPERPARAMETER_KEYS = (
+    "actor_learning_rate",
+    "critic_learning_rate",
+    "temp_learning_rate",
+    "alpha_learning_rate",
+    "batch_size",
+    "gamma",
+    "tau",
+    "n_action_samples",
+    "conservative_weight",
+    "initial_temperature",
+    "initial_alpha",
+    "alpha_threshold",
+    "hidden_units",
+    "n_critics",
+)
+# A fixed conservative weight, as in the non-Lagrangian peer: no optimizer on log_alpha
+# (cql.py builds none when alpha_learning_rate is 0) and exp(log_alpha) = 1 multiplies it.
+FIXED_WEIGHT_DEFAULTS = {"alpha_learning_rate": 0.0, "initial_alpha": 1.0}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--transitions", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--updates", type=int, required=True)
+    parser.add_argument("--eval-every", type=int, required=True)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--hyperparameters", default="{}", help="JSON object or path to one")
+    parser.add_argument("--out", type=Path, required=True)
+    return parser.parse_args()
+
+
+def load_hyperparameters(text: str) -> dict:
+    """The JSON (inline or from a file) over the fixed-weight defaults and d3rlpy's own."""
+    given = json.loads(Path(text).read_text() if os.path.isfile(text) else text)
+    unknown = set(given) - set(HYPERPARAMETER_KEYS)
+    if unknown:
+        raise SystemExit(f"unknown hyper-parameters: {sorted(unknown)}")
+    defaults = d3rlpy.algos.CQLConfig()
+    params = {key: getattr(defaults, key, None) for key in HYPERPARAMETER_KEYS}
+    params["hidden_units"] = [256, 256]  # VectorEncoderFactory's default
+    params.update(FIXED_WEIGHT_DEFAULTS)
+    params.update(given)
+    return params
+
+
+def load_dataset(path: Path) -> d3rlpy.dataset.MDPDataset:
+    """MDPDataset from flat arrays; an episode ends where terminals | timeouts is true."""
+    data = np.load(path)
+    terminals = data["terminals"].astype(bool)
+    # d3rlpy refuses a step flagged as both: a true termination wins over the time limit.
+    timeouts = data["timeouts"].astype(bool) & ~terminals
+    if not (terminals[-1] or timeouts[-1]):
+        timeouts[-1] = True  # an unfinished last episode would be dropped silently
+    return d3rlpy.dataset.MDPDataset(
+        observations=data["observations"].astype(np.float32),
+        actions=data["actions"].astype(np.float32),
+        rewards=data["rewards"].astype(np.float32),
+        terminals=terminals.astype(np.float32),
+        timeouts=timeouts.astype(np.float32),
+        action_space=d3rlpy.ActionSpace.CONTINUOUS,
+    )
+
+
+def make_cql(params: dict) -> d3rlpy.algos.CQL:
+    encoder = d3rlpy.models.VectorEncoderFactory(hidden_units=list(params["hidden_units"]))
+    config_args = {k: v for k, v in params.items() if k != "hidden_units"}
+    config = d3rlpy.algos.CQLConfig(
+        actor_encoder_factory=encoder, critic_encoder_factory=encoder, **config_args
+    )
+    return config.create(device=False)
+
+
+def evaluate(algo: d3rlpy.algos.CQL, episodes: int) -> tuple[float, float]:
+    """Mean and std undiscounted return of the greedy policy, episode i seeded 1000 + i."""
+    env = gym.make("Hopper-v5")
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=1000 + i)
+        total, done = 0.0, False
+        while not done:
+            action = algo.predict(obs[None].astype(np.float32))[0]
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    return float(np.mean(returns)), float(np.std(returns))
+
+
+def train(algo, dataset, args, batch_size: int) -> dict:
+    """Update loop; evaluation every --eval-every updates and after the last one."""
+    sample_seconds = update_seconds = 0.0
+    evaluations = []
+    for step in range(1, args.updates + 1):
+        t0 = time.perf_counter()
+        batch = dataset.sample_transition_batch(batch_size)
+        t1 = time.perf_counter()
+        algo.update(batch)
+        t2 = time.perf_counter()
+        sample_seconds += t1 - t0
+        update_seconds += t2 - t1
+        if step % args.eval_every == 0 or step == args.updates:
+            mean, std = evaluate(algo, args.eval_episodes)
+            evaluations.append({"updates": step, "return_mean": mean, "return_std": std})
+            print(f"updates {step}: return {mean:.1f} +- {std:.1f}", flush=True)
+    return {
+        "train_seconds": sample_seconds + update_seconds,
+        "sample_seconds": sample_seconds,
+        "update_seconds": update_seconds,
+        "evaluations": evaluations,
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(1)
+    d3rlpy.seed(args.seed)  # python random, numpy and torch
+    params = load_hyperparameters(args.hyperparameters)
+    dataset = load_dataset(args.transitions)
+    algo = make_cql(params)
+    algo.build_with_dataset(dataset)
+    result = train(algo, dataset, args, params["batch_size"])
+    train_seconds = result["train_seconds"]
+    report = {
+        "peer": "d3rlpy",
+        "d3rlpy_version": d3rlpy.__version__,
+        "seed": args.seed,
+        "updates": args.updates,
+        "transitions": dataset.transition_count,
+        "train_seconds": train_seconds,
+        "updates_per_second": args.updates / train_seconds,
+        "sample_seconds": result["sample_seconds"],
+        "update_seconds": result["update_seconds"],
+        "evaluations": result["evaluations"],
+        "hyperparameters": params,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{report['updates_per_second']:.1f} updates/s over {train_seconds:.1f} s -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
