@@ -82,7 +82,7 @@ $(D3RLPY_VENV)/.installed: benchmarks/d3rlpy/constraints.txt
 # Hopper PPO checkpoint of about a quarter to a third of expert return (see the README):
 #   make bench-cql-hopper HOPPER_CHECKPOINT=runs/hopper/.../checkpoints/iter_000125
 HOPPER_DATASET ?= hopper/medium-v0
-bench-cql-hopper: $(BENCH_INSTALLED) bench-d3rlpy-venv
+bench-cql-hopper: install bench-d3rlpy-venv
 	@set -e; \
 	if ! $(BIN)/rlscale datasets info $(HOPPER_DATASET) > /dev/null 2>&1; then \
 	    test -n "$(HOPPER_CHECKPOINT)" || { echo "set HOPPER_CHECKPOINT to collect $(HOPPER_DATASET)"; exit 1; }; \
