@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ray.rllib.core.learner.training_data import TrainingData
+from ray.rllib.utils.metrics import (
+    LEARNER_RESULTS,
+    LEARNER_UPDATE_TIMER,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    OFFLINE_SAMPLING_TIMER,
+    TIMERS,
+)
+
 if TYPE_CHECKING:
+    from ray.rllib.algorithms.algorithm import Algorithm
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
 EVALUATION_INTERVAL = 5
@@ -38,3 +48,41 @@ def set_offline_defaults(config: AlgorithmConfig, updates_per_iteration: int) ->
 def evaluation_only(config: AlgorithmConfig) -> None:
     """Rebuild an offline algorithm to act in the env: a local EnvRunner, no dataset."""
     config._is_online = True
+
+
+def offline_training_step(algorithm: Algorithm) -> None:
+    """One training iteration on the offline data: RLlib's BC (MARWIL) step.
+
+    Unlike RLlib's CQL and DQN steps it hands the data's ``iter_batches`` arguments (the
+    shuffle buffer, see :mod:`rlscale.algorithms.offline.data`) to the learners' iterators.
+    """
+    config = algorithm.config
+    with algorithm.metrics.log_time((TIMERS, OFFLINE_SAMPLING_TIMER)):
+        return_iterator = config.num_learners > 0 or config.dataset_num_iters_per_learner != 1
+        batch_or_iterator = algorithm.offline_data.sample(
+            num_samples=config.train_batch_size_per_learner,
+            num_shards=config.num_learners,
+            return_iterator=return_iterator,
+        )
+        algorithm.metrics.log_value(
+            NUM_ENV_STEPS_SAMPLED_LIFETIME,
+            config.train_batch_size_per_learner * max(1, config.num_learners),
+            reduce="lifetime_sum",
+        )
+        if return_iterator:
+            training_data = TrainingData(data_iterators=batch_or_iterator)
+        else:
+            training_data = TrainingData(batch=batch_or_iterator)
+    with algorithm.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+        learner_results = algorithm.learner_group.update(
+            training_data=training_data,
+            minibatch_size=config.train_batch_size_per_learner,
+            num_iters=config.dataset_num_iters_per_learner,
+            timesteps={
+                NUM_ENV_STEPS_SAMPLED_LIFETIME: algorithm.metrics.peek(
+                    NUM_ENV_STEPS_SAMPLED_LIFETIME
+                )
+            },
+            **algorithm.offline_data.iter_batches_kwargs,
+        )
+        algorithm.metrics.aggregate(learner_results, key=LEARNER_RESULTS)

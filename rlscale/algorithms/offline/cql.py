@@ -6,10 +6,11 @@ Learning", https://arxiv.org/abs/2006.04779.
 
 from __future__ import annotations
 
-from ray.rllib.algorithms.cql import CQLConfig
+from ray.rllib.algorithms.cql import CQL, CQLConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.utils.annotations import override
 
-from rlscale.algorithms.offline.common import set_offline_defaults
+from rlscale.algorithms.offline.common import offline_training_step, set_offline_defaults
 from rlscale.algorithms.offline.cql_learner import RlscaleCQLLearner
 from rlscale.algorithms.offline.cql_module import RlscaleCQLModule
 
@@ -18,7 +19,7 @@ class RlscaleCQLConfig(CQLConfig):
     """CQLConfig whose defaults are rlscale's: short BC warm-up, small batches for a CPU."""
 
     def __init__(self, algo_class=None):
-        super().__init__(algo_class=algo_class)
+        super().__init__(algo_class=algo_class or RlscaleCQL)
         set_offline_defaults(self, updates_per_iteration=100)
         # CQL's regularizer evaluates both Q nets on num_actions sampled actions for s and s'
         # (3 x num_actions extra forward passes per row): keep the nets and samples small.
@@ -46,3 +47,20 @@ class RlscaleCQLConfig(CQLConfig):
 
     def get_default_learner_class(self) -> type[RlscaleCQLLearner]:
         return RlscaleCQLLearner
+
+
+class RlscaleCQL(CQL):
+    """RLlib's CQL with the offline step that shuffles across shards.
+
+    RLlib's ``CQL.training_step`` drops the data's ``iter_batches`` arguments, so each
+    minibatch came from one shard (16 Hopper episodes) instead of the whole dataset.
+    """
+
+    @classmethod
+    @override(CQL)
+    def get_default_config(cls) -> RlscaleCQLConfig:
+        return RlscaleCQLConfig()
+
+    @override(CQL)
+    def training_step(self) -> None:
+        offline_training_step(self)

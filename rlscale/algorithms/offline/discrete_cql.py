@@ -23,17 +23,9 @@ from ray.rllib.connectors.learner.add_next_observations_from_episodes_to_train_b
     AddNextObservationsFromEpisodesToTrainBatch,
 )
 from ray.rllib.core.columns import Columns
-from ray.rllib.core.learner.training_data import TrainingData
 from ray.rllib.utils.annotations import override
-from ray.rllib.utils.metrics import (
-    LEARNER_RESULTS,
-    LEARNER_UPDATE_TIMER,
-    NUM_ENV_STEPS_SAMPLED_LIFETIME,
-    OFFLINE_SAMPLING_TIMER,
-    TIMERS,
-)
 
-from rlscale.algorithms.offline.common import set_offline_defaults
+from rlscale.algorithms.offline.common import offline_training_step, set_offline_defaults
 
 CQL_REGULARIZER_KEY = "cql_regularizer"
 TD_LOSS_KEY = "td_loss"
@@ -124,34 +116,4 @@ class DiscreteCQL(DQN):
 
     @override(DQN)
     def training_step(self) -> None:
-        with self.metrics.log_time((TIMERS, OFFLINE_SAMPLING_TIMER)):
-            return_iterator = (
-                self.config.num_learners > 0 or self.config.dataset_num_iters_per_learner != 1
-            )
-            batch_or_iterator = self.offline_data.sample(
-                num_samples=self.config.train_batch_size_per_learner,
-                num_shards=self.config.num_learners,
-                return_iterator=return_iterator,
-            )
-            self.metrics.log_value(
-                NUM_ENV_STEPS_SAMPLED_LIFETIME,
-                self.config.train_batch_size_per_learner * max(1, self.config.num_learners),
-                reduce="lifetime_sum",
-            )
-            if return_iterator:
-                training_data = TrainingData(data_iterators=batch_or_iterator)
-            else:
-                training_data = TrainingData(batch=batch_or_iterator)
-        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
-            learner_results = self.learner_group.update(
-                training_data=training_data,
-                minibatch_size=self.config.train_batch_size_per_learner,
-                num_iters=self.config.dataset_num_iters_per_learner,
-                timesteps={
-                    NUM_ENV_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
-                        NUM_ENV_STEPS_SAMPLED_LIFETIME
-                    )
-                },
-                **self.offline_data.iter_batches_kwargs,
-            )
-            self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+        offline_training_step(self)
