@@ -53,8 +53,8 @@ def evaluation_only(config: AlgorithmConfig) -> None:
 def offline_training_step(algorithm: Algorithm) -> None:
     """One training iteration on the offline data: RLlib's BC (MARWIL) step.
 
-    Unlike RLlib's CQL and DQN steps it hands the data's ``iter_batches`` arguments (the
-    shuffle buffer, see :mod:`rlscale.algorithms.offline.data`) to the learners' iterators.
+    Unlike RLlib's CQL step it hands the data's ``iter_batches`` arguments (``prefetch_batches``,
+    a shuffle buffer when set) to the learners' iterators.
     """
     config = algorithm.config
     with algorithm.metrics.log_time((TIMERS, OFFLINE_SAMPLING_TIMER)):

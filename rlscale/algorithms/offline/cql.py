@@ -50,10 +50,10 @@ class RlscaleCQLConfig(CQLConfig):
 
 
 class RlscaleCQL(CQL):
-    """RLlib's CQL with the offline step that shuffles across shards.
+    """RLlib's CQL with BC's offline step.
 
-    RLlib's ``CQL.training_step`` drops the data's ``iter_batches`` arguments, so each
-    minibatch came from one shard (16 Hopper episodes) instead of the whole dataset.
+    RLlib's ``CQL.training_step`` drops the data's ``iter_batches`` arguments, so a shuffle
+    buffer set in ``iter_batches_kwargs`` never reached CQL's learners.
     """
 
     @classmethod
