@@ -9,6 +9,7 @@ from minari.serialization import serialize_space
 
 import rlscale
 from rlscale.algorithms import get_algorithm
+from rlscale.algorithms.offline import data as offline_data
 from rlscale.algorithms.offline.data import (
     _normalized_action_bounds,
     to_learner_batch,
@@ -125,6 +126,52 @@ def test_dataset_problems_stop_training_before_it_starts(ray_local, root, tmp_pa
         env={"MINARI_DATASETS_PATH": str(root)},
     )
     assert cli.returncode == 1 and "not found" in cli.stderr and "Traceback" not in cli.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("algorithm", "env", "policy"),
+    [
+        ("bc", "CartPole-v1", "cartpole_balance"),
+        ("cql_discrete", "CartPole-v1", "cartpole_balance"),
+        ("cql", "Pendulum-v1", "pendulum_swing_up"),
+    ],
+)
+def test_a_shuffle_buffer_set_by_the_user_mixes_shards_in_every_offline_algorithm(
+    ray_local, root, tmp_path, monkeypatch, algorithm, env, policy
+):
+    import minari
+    from ray.rllib.utils.minibatch_utils import MiniBatchRayDataIterator
+
+    _collect(root, env, policy, "mix/shards-v0", episodes=2, noise=0.0)
+    episode_of = {
+        row.astype(np.float32).tobytes(): episode.id
+        for episode in minari.load_dataset("mix/shards-v0").iterate_episodes()
+        for row in episode.observations[:-1]
+    }
+    monkeypatch.setattr(offline_data, "TRANSITIONS_PER_SHARD", 1)  # one episode per shard
+    minibatches = []
+    iterate = MiniBatchRayDataIterator.__iter__
+
+    def record(self):
+        for batch in iterate(self):
+            minibatches.append(batch["default_policy"]["obs"].numpy())
+            yield batch
+
+    monkeypatch.setattr(MiniBatchRayDataIterator, "__iter__", record)
+    _train(
+        tmp_path,
+        algorithm,
+        env,
+        "mix/shards-v0",
+        iterations=1,
+        dataset_num_iters_per_learner=2,
+        iter_batches_kwargs={"local_shuffle_buffer_size": 1000, "local_shuffle_seed": 0},
+    )
+
+    # Without the buffer reaching the learner (RLlib's CQL step dropped it) every minibatch of
+    # a 200- or 500-step episode's shard holds that one episode's transitions.
+    assert {episode_of[row.tobytes()] for row in minibatches[0]} == {0, 1}
 
 
 @pytest.mark.slow
