@@ -161,6 +161,19 @@ def test_assignments_route_to_spec_fields_or_hyperparameters():
     }
 
 
+def test_exponent_numbers_without_a_dot_are_numbers_in_flags_and_files(tmp_path):
+    # YAML 1.1 reads 3e-4 as a string, which RLlib rejected as a learning-rate schedule.
+    overrides = parse_assignments(["lr=3e-4", "clip=1E+2", "name_suffix=e5", "tag=3e"])
+    assert overrides["hyperparameters"] == {
+        "lr": pytest.approx(3e-4),
+        "clip": 100.0,
+        "name_suffix": "e5",
+        "tag": "3e",
+    }
+    path = write(tmp_path, GOOD_YAML.replace("lr: 0.0005", "lr: 5e-4"))
+    assert load_spec(path).hyperparameters["lr"] == pytest.approx(5e-4)
+
+
 @pytest.mark.parametrize("bad", ["lr", "=3", ""])
 def test_malformed_assignment(bad):
     with pytest.raises(SpecError, match="key=value"):

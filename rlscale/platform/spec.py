@@ -142,12 +142,32 @@ def load_spec(path: str | Path | None, overrides: dict[str, Any] | None = None) 
     return spec_from_dict(merged, source=str(path) if path is not None else "command line")
 
 
+class _SpecYamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``3e-4`` as the float it means.
+
+    YAML 1.1 (PyYAML's dialect) only takes exponents after a dot (``3.0e-4``): ``lr: 3e-4``
+    reached RLlib as the string '3e-4', which it rejects as a learning-rate schedule.
+    """
+
+
+_SpecYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse spec YAML (a file's text or a ``--set`` value)."""
+    return yaml.load(text, Loader=_SpecYamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_spec_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"spec file {path} does not exist. Check the path given to --config.")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -192,7 +212,7 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise SpecError(f"--set expects key=value, got {assignment!r}.")
         try:
-            value = yaml.safe_load(raw_value) if raw_value.strip() else ""
+            value = load_yaml(raw_value) if raw_value.strip() else ""
         except yaml.YAMLError:
             value = raw_value
         parts = key.split(".")
