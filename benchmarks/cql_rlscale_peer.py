@@ -96,7 +96,6 @@ def main() -> None:
         algo = build_algorithm(args, hyperparameters)
         result = train(algo, args)
         algo.stop()
-        del algo  # its Ray Data iterator must be finalized while Ray is up
         # Written before Ray shuts down: see cql_hopper.run_peer on exit codes.
         write_report(args, hyperparameters, result, rlscale.__version__, ray.__version__)
 

@@ -137,7 +137,7 @@ def test_dataset_problems_stop_training_before_it_starts(ray_local, root, tmp_pa
         ("cql", "Pendulum-v1", "pendulum_swing_up"),
     ],
 )
-def test_a_shuffle_buffer_set_by_the_user_mixes_shards_in_every_offline_algorithm(
+def test_the_default_shuffle_buffer_mixes_shards_in_every_offline_algorithm(
     ray_local, root, tmp_path, monkeypatch, algorithm, env, policy
 ):
     import minari
@@ -166,12 +166,43 @@ def test_a_shuffle_buffer_set_by_the_user_mixes_shards_in_every_offline_algorith
         "mix/shards-v0",
         iterations=1,
         dataset_num_iters_per_learner=2,
-        iter_batches_kwargs={"local_shuffle_buffer_size": 1000, "local_shuffle_seed": 0},
     )
 
-    # Without the buffer reaching the learner (RLlib's CQL step dropped it) every minibatch of
-    # a 200- or 500-step episode's shard holds that one episode's transitions.
+    # Without the buffer reaching the learner (RLlib's CQL step dropped it, and it was off by
+    # default) every minibatch of a 200- or 500-step episode's shard holds that one episode's
+    # transitions.
     assert {episode_of[row.tobytes()] for row in minibatches[0]} == {0, 1}
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "env", "policy"),
+    [
+        ("bc", "CartPole-v1", "cartpole_balance"),
+        ("cql_discrete", "CartPole-v1", "cartpole_balance"),
+        ("cql", "Pendulum-v1", "pendulum_swing_up"),
+    ],
+)
+def test_stopping_an_offline_algorithm_closes_its_data_iterator_while_ray_is_up(
+    ray_local, root, algorithm, env, policy
+):
+    # Left open, the iterator was finalized after ray.shutdown(): "Ray is not initialized",
+    # and with the shuffle buffer on a large streamed dataset, exit code 1.
+    _collect(root, env, policy, "stop/iterator-v0", episodes=2, noise=0.0)
+    spec = rlscale.ExperimentSpec(
+        algorithm=algorithm,
+        env=env,
+        dataset="stop/iterator-v0",
+        seed=0,
+        hyperparameters={"dataset_num_iters_per_learner": 2},
+    )
+    algo = prepare(spec).config.build_algo()
+    algo.train()
+    learner = algo.learner_group._learner
+    open_epoch = learner.iterator._epoch_iterator
+    assert open_epoch.gi_frame is not None  # the Learner keeps it open between updates
+    algo.stop()
+    assert open_epoch.gi_frame is None
+    assert learner.iterator is None
 
 
 @pytest.mark.slow
@@ -262,64 +293,131 @@ def test_cql_target_networks_move_by_tau_after_every_update(monkeypatch):
         torch.testing.assert_close(got, want)
 
 
+def _cql_learner(**training):
+    config = get_algorithm("cql").make_config().training(**training)
+    spaces = (gym.spaces.Box(-1.0, 1.0, (3,)), gym.spaces.Box(-2.0, 2.0, (1,)))
+    return config.build_learner(spaces={"default_policy": spaces})
+
+
+def _cql_batch(rows: int = 64, seed: int = 0) -> dict:
+    import torch
+    from ray.rllib.core.columns import Columns
+
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        Columns.OBS: torch.rand(rows, 3, generator=generator) * 2 - 1,
+        Columns.NEXT_OBS: torch.rand(rows, 3, generator=generator) * 2 - 1,
+        Columns.ACTIONS: torch.rand(rows, 1, generator=generator) * 2 - 1,
+        Columns.REWARDS: torch.randn(rows, generator=generator),
+        Columns.TERMINATEDS: torch.zeros(rows, dtype=torch.bool),
+    }
+
+
 def test_cql_regularizer_scores_sampled_actions_at_the_logged_state():
     import torch
     from ray.rllib.core.columns import Columns
 
-    config = get_algorithm("cql").make_config()
-    spaces = (gym.spaces.Box(-1.0, 1.0, (3,)), gym.spaces.Box(-2.0, 2.0, (1,)))
-    module = config.get_multi_rl_module_spec(spaces={"default_policy": spaces}).build()
-    module = module["default_policy"]
-    module.make_target_networks()  # as the Learner does
-    rows, samples = 64, config.num_actions
-    generator = torch.Generator().manual_seed(0)
-    batch = {
-        Columns.OBS: torch.rand(rows, 3, generator=generator) * 2 - 1,
-        Columns.NEXT_OBS: torch.rand(rows, 3, generator=generator) * 2 - 1,
-        Columns.ACTIONS: torch.zeros(rows, 1),
-    }
-    out = module.forward_train(batch)
+    learner = _cql_learner()
+    module = learner.module["default_policy"].unwrapped()
+    with torch.no_grad():  # a near-deterministic policy: its samples are tanh(mean)
+        module.policy.log_std.weight.zero_()
+        module.policy.log_std.bias.fill_(-20.0)
+    batch, samples = _cql_batch(), learner.config.num_actions
+    rows = batch[Columns.OBS].shape[0]
+    critic_inputs = []
+    module.critics.register_forward_hook(lambda mod, args, out: critic_inputs.append(args[0]))
+    module.forward_train(batch)
 
-    # Pendulum's bounds are ±2; with normalize_actions the policy and the data use [-1, 1].
-    random_actions = out["actions_rand_repeat"]
-    assert random_actions.abs().max() <= 1.0
-    assert random_actions.min() < -0.5 and random_actions.max() > 0.5
-
-    def q_at(obs, actions):
-        repeated = {
-            Columns.OBS: torch.repeat_interleave(obs, samples, dim=0),
-            Columns.ACTIONS: actions,
-        }
-        q = module._qf_forward_train_helper(repeated, module.qf_encoder, module.qf)
-        return q.view(rows, samples, 1)
-
-    # Actions drawn from the policy at s' are scored at s (Kumar et al. 2020), not at s'.
-    next_actions = out["actions_next_repeat"]
-    torch.testing.assert_close(out["q_next_repeat"], q_at(batch[Columns.OBS], next_actions))
-    assert not torch.allclose(out["q_next_repeat"], q_at(batch[Columns.NEXT_OBS], next_actions))
+    # The first critic call is the regularizer's: 1 + 3 * num_actions actions for each row.
+    inputs = critic_inputs[0].reshape(1 + 3 * samples, rows, 4)
+    obs, actions = inputs[..., :3], inputs[..., 3:]
+    # Every action is scored at the logged state s (Kumar et al. 2020), none at s'.
+    torch.testing.assert_close(obs, batch[Columns.OBS].expand_as(obs))
+    torch.testing.assert_close(actions[0], batch[Columns.ACTIONS])
+    # Uniform actions in [-1, 1], where the policy and the rescaled logged actions live
+    # (Pendulum's bounds are ±2).
+    uniform = actions[1 : 1 + samples]
+    assert uniform.abs().max() <= 1.0 and uniform.min() < -0.5 and uniform.max() > 0.5
+    with torch.no_grad():
+        at_obs = module.policy(batch[Columns.OBS]).greedy()
+        at_next_obs = module.policy(batch[Columns.NEXT_OBS]).greedy()
+    for policy_samples, expected in (
+        (actions[1 + samples : 1 + 2 * samples], at_obs),
+        (actions[1 + 2 * samples :], at_next_obs),
+    ):
+        torch.testing.assert_close(policy_samples, expected.expand_as(policy_samples))
 
 
-def test_cql_clones_the_data_for_bc_iters_updates_then_follows_q(monkeypatch):
-    from ray.rllib.algorithms.cql.torch.cql_torch_learner import CQLTorchLearner
+def test_cql_losses_share_one_backward_pass_and_move_only_their_own_parameters():
+    """Actor, critics and temperature get exactly the gradients of their own losses."""
+    import torch
 
-    config = get_algorithm("cql").make_config()
-    config.environment(
-        observation_space=gym.spaces.Box(-1.0, 1.0, (3,)),
-        action_space=gym.spaces.Box(-2.0, 2.0, (1,)),
-    ).training(bc_iters=3)
-    learner = config.build_learner()
-    phases = []
-    monkeypatch.setattr(
-        CQLTorchLearner,
-        "compute_loss_for_module",
-        lambda self, *, module_id, config, batch, fwd_out: phases.append(config.bc_iters),
+    learner = _cql_learner(bc_iters=0)
+    module = learner.module["default_policy"].unwrapped()
+    batch = _cql_batch()
+    torch.manual_seed(0)
+    fwd_out = module.forward_train(batch)
+    total = learner.compute_loss_for_module(
+        module_id="default_policy", config=learner.config, batch=batch, fwd_out=fwd_out
     )
+
+    def grads_of(loss, params):
+        return torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+
+    alpha = module.log_alpha.exp().detach()
+    critic_loss = learner._td_loss(learner.config, batch, fwd_out, alpha)
+    critic_loss = critic_loss + learner._conservative_loss(learner.config, fwd_out, 1)
+    actor_loss = (alpha * fwd_out["logp_actor"] - fwd_out["q_actor"]).mean()
+    alpha_loss = -(module.log_alpha * (fwd_out["logp_actor"].detach() - 1.0)).mean()
+    torch.testing.assert_close(total, critic_loss + actor_loss + alpha_loss)
+    # The total's gradient on each group equals that of the group's own loss alone.
+    groups = (
+        (list(module.critics.parameters()), critic_loss),
+        (list(module.policy.parameters()), actor_loss),
+        ([module.log_alpha], alpha_loss),
+    )
+    for params, own_loss in groups:
+        for got, want in zip(grads_of(total, params), grads_of(own_loss, params), strict=True):
+            torch.testing.assert_close(got, want)
+    critics = groups[0][0]
+    # The actor's Q is the critics' with their weights held: no gradient reaches the critics.
+    assert all(g is None for g in grads_of(fwd_out["q_actor"].sum(), critics))
+
+
+def test_cql_clones_the_data_for_bc_iters_updates_then_follows_q():
+    import torch
+
+    from rlscale.algorithms.offline import cql_module as out_keys
+
+    learner = _cql_learner(bc_iters=3)
+    rows, samples = 4, learner.config.num_actions
+    fwd_out = {
+        out_keys.Q_LOGGED: torch.zeros(2, rows),
+        out_keys.Q_SAMPLED: torch.zeros(2, 3, samples, rows),
+        out_keys.LOGP_SAMPLED: torch.zeros(2, samples, rows),
+        out_keys.Q_ACTOR: torch.full((rows,), 7.0),
+        out_keys.LOGP_ACTOR: torch.zeros(rows),
+        out_keys.LOGP_LOGGED: torch.full((rows,), 1.0),
+        out_keys.Q_TARGET_NEXT: torch.zeros(rows),
+        out_keys.LOGP_NEXT: torch.zeros(rows),
+    }
+    batch = _cql_batch(rows)
+    actor_losses = []
     for _ in range(5):
         learner.compute_loss_for_module(
-            module_id="default_policy", config=learner.config, batch={}, fwd_out={}
+            module_id="default_policy", config=learner.config, batch=batch, fwd_out=fwd_out
         )
-    # RLlib's loss clones while its counter is below bc_iters: inf = cloning, 0 = SAC actor.
-    assert phases == [float("inf")] * 3 + [0] * 2
+        actor_losses.append(learner.metrics.peek(("default_policy", "policy_loss")))
+    # -log pi(a_data | s) for three updates, then -Q(s, a ~ pi(s)).
+    assert actor_losses == [-1.0] * 3 + [-7.0] * 2
+
+
+def test_cql_refuses_settings_its_module_does_not_implement():
+    config = get_algorithm("cql").make_config().offline_data(input_="data")
+    with pytest.raises(ValueError, match="lagrangian=False"):
+        config.copy().training(lagrangian=True).validate()
+    with pytest.raises(ValueError, match="normalize_actions=True"):
+        config.copy().environment(normalize_actions=False).validate()
 
 
 def test_cql_greedy_action_is_the_squashed_mean_inside_the_bounds():

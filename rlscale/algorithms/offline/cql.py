@@ -1,4 +1,5 @@
-"""Conservative Q-learning for continuous actions: RLlib's CQL (SAC-based), rlscale's defaults.
+"""Conservative Q-learning for continuous actions: RLlib's CQL algorithm and config (SAC-based)
+with rlscale's module, Learner and defaults.
 
 Kumar, Zhou, Tucker, Levine (2020), "Conservative Q-Learning for Offline Reinforcement
 Learning", https://arxiv.org/abs/2006.04779.
@@ -10,7 +11,11 @@ from ray.rllib.algorithms.cql import CQL, CQLConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
 
-from rlscale.algorithms.offline.common import offline_training_step, set_offline_defaults
+from rlscale.algorithms.offline.common import (
+    ReleasesDataIterators,
+    offline_training_step,
+    set_offline_defaults,
+)
 from rlscale.algorithms.offline.cql_learner import RlscaleCQLLearner
 from rlscale.algorithms.offline.cql_module import RlscaleCQLModule
 
@@ -35,12 +40,30 @@ class RlscaleCQLConfig(CQLConfig):
         # SAC-based: separate actor, critic and temperature learning rates, no shared one.
         self.lr = None
         self.twin_q = True
-        self._model_config = {"fcnet_hiddens": [64, 64], "fusionnet_hiddens": [64]}
+        self._model_config = {"fcnet_hiddens": [64, 64], "fcnet_activation": "relu"}
 
     @property
     def _model_config_auto_includes(self) -> dict:
-        # The module draws CQL's random actions in the range the policy acts in.
-        return super()._model_config_auto_includes | {"normalize_actions": self.normalize_actions}
+        return super()._model_config_auto_includes | {
+            "num_critics": 2 if self.twin_q else 1,
+            "num_actions": self.num_actions,
+            "initial_alpha": self.initial_alpha,
+        }
+
+    def validate(self) -> None:
+        super().validate()
+        if self.lagrangian:
+            self._value_error(
+                "rlscale's CQL has a fixed conservative weight (min_q_weight); "
+                "set lagrangian=False."
+            )
+        if not self.normalize_actions:
+            self._value_error(
+                "CQL's policy acts in [-1, 1] and draws the regularizer's uniform actions "
+                "there; keep normalize_actions=True."
+            )
+        if self.num_actions < 1:
+            self._value_error(f"num_actions must be >= 1, got {self.num_actions}.")
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         return RLModuleSpec(module_class=RlscaleCQLModule)
@@ -49,8 +72,8 @@ class RlscaleCQLConfig(CQLConfig):
         return RlscaleCQLLearner
 
 
-class RlscaleCQL(CQL):
-    """RLlib's CQL with BC's offline step.
+class RlscaleCQL(ReleasesDataIterators, CQL):
+    """RLlib's CQL algorithm with BC's offline step.
 
     RLlib's ``CQL.training_step`` drops the data's ``iter_batches`` arguments, so a shuffle
     buffer set in ``iter_batches_kwargs`` never reached CQL's learners.

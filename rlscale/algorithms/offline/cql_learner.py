@@ -1,18 +1,19 @@
-"""RLlib's CQL Learner with two corrections for training many updates per iteration.
+"""rlscale's CQL Learner: SAC's actor and temperature losses, CQL(H)'s critic loss, one backward.
 
-- **Behavior-cloning warm-up counted over the whole run.** RLlib's ``CQLTorchLearner`` clones
-  the data's actions while a training-iteration counter in its metrics is below ``bc_iters``,
-  and switches the actor to the SAC objective after. That counter is reset whenever the metrics
-  are reduced (once per training iteration), so with fewer updates per iteration than
-  ``bc_iters`` the actor clones the data for ever and never follows Q. Here the Learner counts
-  its own updates and hands RLlib's loss a config that says which phase it is in.
-- **Target networks follow every update.** RLlib's ``DQNLearner`` moves the target nets by
-  ``tau`` in ``after_gradient_based_update``, which runs once per ``Learner.update`` call: once
-  per training iteration of ``dataset_num_iters_per_learner`` gradient updates offline. With
-  100 updates an iteration, ``tau = 0.005`` moved the targets as ``tau = 5e-5`` would per
-  update, and after thousands of updates the critic still bootstrapped from its random
-  initialization (Q far off the scale of the returns). Here the Polyak step follows every
-  gradient step, as in SAC and CQL (Kumar et al. 2020).
+Per minibatch (Kumar, Zhou, Tucker, Levine 2020, https://arxiv.org/abs/2006.04779; the SAC
+parts from Haarnoja et al. 2018, https://arxiv.org/abs/1812.05905):
+
+- critics: the TD error to r + γ (1 − terminated) (min_i Q'_i(s', a') [− α log π(a'|s')]) with
+  a' ~ π(s') (the entropy term only without ``deterministic_backup``), plus ``min_q_weight`` ×
+  (T · logsumexp over the regularizer's sampled actions of (Q(s, a) − log density(a)) / T −
+  Q(s, a_data)), each critic on its own and summed over critics;
+- actor: E[α log π(a|s) − min_i Q_i(s, a)], a ~ π(s); for the first ``bc_iters`` updates the
+  behavior-cloning loss E[α log π(a|s) − log π(a_data|s)] instead;
+- temperature: −log α · (log π(a|s) + target entropy), detached from the policy.
+
+The module detaches what each loss must not move (see ``cql_module``), so the sum of the three
+losses gets one backward pass, and each optimizer steps its own parameters at its own
+learning rate. The target critics follow every gradient step by Polyak averaging with ``tau``.
 """
 
 from __future__ import annotations
@@ -21,37 +22,111 @@ import math
 from typing import Any
 
 import torch
-from ray.rllib.algorithms.cql.torch.cql_torch_learner import CQLTorchLearner
 from ray.rllib.algorithms.dqn.dqn_learner import DQNLearner
+from ray.rllib.algorithms.dqn.torch.dqn_torch_learner import DQNTorchLearner
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.learner import POLICY_LOSS_KEY
 from ray.rllib.utils.metrics import NUM_TARGET_UPDATES
 
+from rlscale.algorithms.offline.cql_module import (
+    LOGP_ACTOR,
+    LOGP_LOGGED,
+    LOGP_NEXT,
+    LOGP_SAMPLED,
+    Q_ACTOR,
+    Q_LOGGED,
+    Q_SAMPLED,
+    Q_TARGET_NEXT,
+)
 
-class RlscaleCQLLearner(CQLTorchLearner):
+TD_LOSS_KEY = "td_loss"
+CONSERVATIVE_LOSS_KEY = "conservative_loss"
+ALPHA_KEY = "alpha"
+
+
+class RlscaleCQLLearner(DQNTorchLearner):
     def build(self) -> None:
         super().build()
         self.updates_done: dict[str, int] = {}
-        self._phase_configs: dict[bool, Any] = {}
+
+    def configure_optimizers_for_module(self, module_id, config=None) -> None:
+        module = self._module[module_id]
+        groups = (
+            ("policy", module.policy.parameters(), config.actor_lr),
+            ("critics", module.critics.parameters(), config.critic_lr),
+            ("alpha", [module.log_alpha], config.alpha_lr),
+        )
+        for name, parameters, lr in groups:
+            params = list(parameters)
+            self.register_optimizer(
+                module_id=module_id,
+                optimizer_name=name,
+                optimizer=torch.optim.Adam(params),
+                params=params,
+                lr_or_lr_schedule=lr,
+            )
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
+        module = self._module[module_id].unwrapped()
         self.updates_done[module_id] = self.updates_done.get(module_id, 0) + 1
         cloning = self.updates_done[module_id] <= config.bc_iters
-        return super().compute_loss_for_module(
-            module_id=module_id,
-            config=self.phase_config(config, cloning=cloning),
-            batch=batch,
-            fwd_out=fwd_out,
+        alpha = module.log_alpha.exp().detach()
+
+        td_loss = self._td_loss(config, batch, fwd_out, alpha)
+        conservative_loss = self._conservative_loss(config, fwd_out, module.action_dim)
+        imitated = fwd_out[LOGP_LOGGED] if cloning else fwd_out[Q_ACTOR]
+        actor_loss = (alpha * fwd_out[LOGP_ACTOR] - imitated).mean()
+        target_entropy = self._target_entropy(config, module.action_dim)
+        alpha_loss = -(module.log_alpha * (fwd_out[LOGP_ACTOR].detach() + target_entropy)).mean()
+
+        self.metrics.log_dict(
+            {
+                POLICY_LOSS_KEY: actor_loss,
+                TD_LOSS_KEY: td_loss,
+                CONSERVATIVE_LOSS_KEY: conservative_loss,
+                ALPHA_KEY: alpha,
+                "logp_mean": fwd_out[LOGP_ACTOR].mean(),
+                "q_logged_mean": fwd_out[Q_LOGGED].mean(),
+                "q_policy_mean": fwd_out[Q_ACTOR].mean(),
+            },
+            key=module_id,
+            window=1,
         )
+        return td_loss + conservative_loss + actor_loss + alpha_loss
 
-    def phase_config(self, config, cloning: bool):
-        """``config`` with ``bc_iters`` set so that RLlib's check picks the given phase.
+    @staticmethod
+    def _td_loss(config, batch, fwd_out, alpha: torch.Tensor) -> torch.Tensor:
+        q_next = fwd_out[Q_TARGET_NEXT]
+        if not config.deterministic_backup:
+            q_next = q_next - alpha * fwd_out[LOGP_NEXT]
+        not_terminated = 1.0 - batch[Columns.TERMINATEDS].float()
+        target = (batch[Columns.REWARDS] + config.gamma * not_terminated * q_next).detach()
+        return (fwd_out[Q_LOGGED] - target).pow(2).mean(dim=-1).sum()
 
-        Copied once per phase: the Learner's config does not change while it runs.
-        """
-        if cloning not in self._phase_configs:
-            phase = config.copy(copy_frozen=False)
-            phase.bc_iters = math.inf if cloning else 0
-            self._phase_configs[cloning] = phase
-        return self._phase_configs[cloning]
+    @staticmethod
+    def _conservative_loss(config, fwd_out, action_dim: int) -> torch.Tensor:
+        """CQL(H): the importance-weighted logsumexp over sampled actions minus Q(s, a_data)."""
+        q_uniform, q_policy, q_policy_next = fwd_out[Q_SAMPLED].unbind(dim=1)
+        logp_policy, logp_policy_next = fwd_out[LOGP_SAMPLED]
+        uniform_log_density = -action_dim * math.log(2.0)  # uniform on [-1, 1]^d
+        weighted = torch.cat(
+            [
+                q_uniform - uniform_log_density,
+                q_policy - logp_policy,
+                q_policy_next - logp_policy_next,
+            ],
+            dim=1,
+        )  # [critics, 3 * num_actions, rows]
+        temperature = config.temperature
+        logsumexp = temperature * torch.logsumexp(weighted / temperature, dim=1)
+        gap = (logsumexp - fwd_out[Q_LOGGED]).mean(dim=-1).sum()
+        return config.min_q_weight * gap
+
+    @staticmethod
+    def _target_entropy(config, action_dim: int) -> float:
+        if config.target_entropy in (None, "auto"):
+            return -float(action_dim)
+        return float(config.target_entropy)
 
     def apply_gradients(self, gradients_dict) -> None:
         super().apply_gradients(gradients_dict)
@@ -63,7 +138,10 @@ class RlscaleCQLLearner(CQLTorchLearner):
 
     def after_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
         # Everything the Learner does after an update call but DQNLearner's once-per-call
-        # target step, which apply_gradients has taken over.
+        # target step, which apply_gradients has taken over: RLlib calls it once per training
+        # iteration of ``dataset_num_iters_per_learner`` updates offline, so tau = 0.005 moved
+        # the targets as 5e-5 per update would, and the critics kept bootstrapping from their
+        # random initialization.
         super(DQNLearner, self).after_gradient_based_update(timesteps=timesteps)
 
 
@@ -72,9 +150,8 @@ def polyak_step(main_net: torch.nn.Module, target_net: torch.nn.Module, tau: flo
     """target <- (1 - tau) target + tau main, parameter by parameter.
 
     RLlib's ``update_target_network`` goes through ``state_dict`` and ``load_state_dict``,
-    which cost about 3 ms per update on CQL's four small nets: a tenth of a CPU update. The
-    target nets are deep copies of the main nets (no buffers), so their parameters pair up in
-    order.
+    which costs more than a small CPU update's arithmetic. The target nets are deep copies of
+    the main nets (no buffers), so their parameters pair up in order.
     """
     for target, main in zip(target_net.parameters(), main_net.parameters(), strict=True):
         target.lerp_(main, tau)

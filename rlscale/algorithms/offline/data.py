@@ -41,11 +41,11 @@ class MinariOfflineData(OfflineData):
         self.materialize_mapped_data = False
         metadata = json.loads((self.path / "metadata.json").read_text())
         # Shards come in random order and each shard's rows are shuffled; a global shuffle would
-        # have to hold the whole dataset. Ray Data's local shuffle buffer would mix shards
-        # (``--set 'iter_batches_kwargs={local_shuffle_buffer_size: 100000}'``) but is not the
-        # default: on streamed datasets the process then aborts in ``ray.shutdown()`` (README).
+        # have to hold the whole dataset, so the learners' iterators mix shards in a bounded
+        # shuffle buffer instead (SHUFFLE_BUFFER_TRANSITIONS).
         episodes = int(metadata["total_episodes"])
-        mean_length = max(1.0, int(metadata["total_steps"]) / max(1, episodes))
+        total_steps = int(metadata["total_steps"])
+        mean_length = max(1.0, total_steps / max(1, episodes))
         per_shard = max(1, round(TRANSITIONS_PER_SHARD / mean_length))
         transitions = transitions_dataset(self.path, episodes, per_shard, seed=config.seed)
         self.data = transitions.map_batches(
@@ -58,7 +58,14 @@ class MinariOfflineData(OfflineData):
         self.data_is_mapped = True
         self.batch_iterators = None
         self.map_batches_kwargs = self.default_map_batches_kwargs | config.map_batches_kwargs
-        self.iter_batches_kwargs = self.default_iter_batches_kwargs | config.iter_batches_kwargs
+        self.iter_batches_kwargs = (
+            self.default_iter_batches_kwargs
+            | {
+                "local_shuffle_buffer_size": min(SHUFFLE_BUFFER_TRANSITIONS, total_steps),
+                "local_shuffle_seed": config.seed,
+            }
+            | config.iter_batches_kwargs
+        )
         self.returned_streaming_split = False
         self.prelearner_class = config.prelearner_class or OfflinePreLearner
         self.locality_hints = None
@@ -76,6 +83,11 @@ TRAIN_COLUMNS = (
 )
 TRANSITIONS_PER_SHARD = 4096
 """About this many transitions per Ray Data block (whole episodes, so roughly)."""
+SHUFFLE_BUFFER_TRANSITIONS = 100_000
+"""Rows the learners' iterators shuffle across shards (about 10 MB of Hopper transitions).
+
+Without it, some 32 consecutive minibatches of 128 came from the same shard of 16 Hopper
+episodes; with it a minibatch draws from about 25 shards' worth of transitions."""
 SMALL_DATASET_MB = 64.0
 """Datasets up to this size on disk are kept in Ray's object store after the first pass."""
 

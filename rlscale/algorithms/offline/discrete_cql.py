@@ -25,7 +25,11 @@ from ray.rllib.connectors.learner.add_next_observations_from_episodes_to_train_b
 from ray.rllib.core.columns import Columns
 from ray.rllib.utils.annotations import override
 
-from rlscale.algorithms.offline.common import offline_training_step, set_offline_defaults
+from rlscale.algorithms.offline.common import (
+    ReleasesDataIterators,
+    offline_training_step,
+    set_offline_defaults,
+)
 
 CQL_REGULARIZER_KEY = "cql_regularizer"
 TD_LOSS_KEY = "td_loss"
@@ -106,7 +110,7 @@ class DiscreteCQLTorchLearner(DQNTorchLearner):
         return loss
 
 
-class DiscreteCQL(DQN):
+class DiscreteCQL(ReleasesDataIterators, DQN):
     """Offline training step: batches from the offline data, one learner update call."""
 
     @classmethod
