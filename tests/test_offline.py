@@ -418,6 +418,33 @@ def test_cql_refuses_settings_its_module_does_not_implement():
         config.copy().training(lagrangian=True).validate()
     with pytest.raises(ValueError, match="normalize_actions=True"):
         config.copy().environment(normalize_actions=False).validate()
+    with pytest.raises(ValueError, match="target_action must be one of mean, sample"):
+        config.copy().training(target_action="max").validate()
+    with pytest.raises(ValueError, match="target_action='sample'"):
+        config.copy().training(deterministic_backup=False).validate()
+
+
+@pytest.mark.parametrize("target_action", ["mean", "sample"])
+def test_cql_bootstraps_from_the_greedy_next_action_by_default(target_action):
+    import torch
+    from ray.rllib.core.columns import Columns
+
+    learner = _cql_learner(target_action=target_action)
+    module = learner.module["default_policy"].unwrapped()
+    batch = _cql_batch()
+    with torch.no_grad():
+        greedy_next = module.policy(batch[Columns.NEXT_OBS]).greedy()
+        at_greedy = (
+            module._critic_values(
+                module._target_critics, batch[Columns.NEXT_OBS], greedy_next.unsqueeze(0)
+            )[:, 0]
+            .min(dim=0)
+            .values
+        )
+        q_target_next = module.forward_train(batch)["q_target_next"]
+    # The mean keeps the target on the policy's own action; a sample of the (wide) policy
+    # lands elsewhere. Sampled targets let Q diverge on Hopper data (README).
+    assert torch.allclose(q_target_next, at_greedy) == (target_action == "mean")
 
 
 def test_cql_greedy_action_is_the_squashed_mean_inside_the_bounds():

@@ -7,6 +7,7 @@ Learning", https://arxiv.org/abs/2006.04779.
 
 from __future__ import annotations
 
+from ray.rllib.algorithms.algorithm_config import NotProvided
 from ray.rllib.algorithms.cql import CQL, CQLConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
@@ -18,6 +19,9 @@ from rlscale.algorithms.offline.common import (
 )
 from rlscale.algorithms.offline.cql_learner import RlscaleCQLLearner
 from rlscale.algorithms.offline.cql_module import RlscaleCQLModule
+
+TARGET_ACTIONS = ("mean", "sample")
+"""The next action the TD target bootstraps from: tanh(mean(s')) or a sample of π(s')."""
 
 
 class RlscaleCQLConfig(CQLConfig):
@@ -40,7 +44,17 @@ class RlscaleCQLConfig(CQLConfig):
         # SAC-based: separate actor, critic and temperature learning rates, no shared one.
         self.lr = None
         self.twin_q = True
+        # Bootstrap from the policy's greedy action at s' (d3rlpy's choice) rather than a
+        # sample: sampled actions drove Q to diverge on Hopper data (see cql_module).
+        self.target_action = "mean"
         self._model_config = {"fcnet_hiddens": [64, 64], "fcnet_activation": "relu"}
+
+    def training(self, *, target_action=NotProvided, **kwargs) -> RlscaleCQLConfig:
+        """CQLConfig.training plus ``target_action`` (one of TARGET_ACTIONS)."""
+        super().training(**kwargs)
+        if target_action is not NotProvided:
+            self.target_action = target_action
+        return self
 
     @property
     def _model_config_auto_includes(self) -> dict:
@@ -48,6 +62,7 @@ class RlscaleCQLConfig(CQLConfig):
             "num_critics": 2 if self.twin_q else 1,
             "num_actions": self.num_actions,
             "initial_alpha": self.initial_alpha,
+            "target_action": self.target_action,
         }
 
     def validate(self) -> None:
@@ -61,6 +76,16 @@ class RlscaleCQLConfig(CQLConfig):
             self._value_error(
                 "CQL's policy acts in [-1, 1] and draws the regularizer's uniform actions "
                 "there; keep normalize_actions=True."
+            )
+        if self.target_action not in TARGET_ACTIONS:
+            self._value_error(
+                f"target_action must be one of {', '.join(TARGET_ACTIONS)}, "
+                f"got {self.target_action!r}."
+            )
+        if self.target_action == "mean" and not self.deterministic_backup:
+            self._value_error(
+                "the soft backup (deterministic_backup=False) subtracts the entropy of a "
+                "sampled next action; set target_action='sample' with it."
             )
         if self.num_actions < 1:
             self._value_error(f"num_actions must be >= 1, got {self.num_actions}.")
