@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from minari.serialization import serialize_space
 import rlscale
 from rlscale.algorithms import get_algorithm
 from rlscale.algorithms.offline import data as offline_data
+from rlscale.algorithms.offline.common import PREFETCH_THREAD_NAME
 from rlscale.algorithms.offline.data import (
     _normalized_action_bounds,
     to_learner_batch,
@@ -203,6 +206,9 @@ def test_stopping_an_offline_algorithm_closes_its_data_iterator_while_ray_is_up(
     algo.stop()
     assert open_epoch.gi_frame is None
     assert learner.iterator is None
+    # Ray Data's prefetch threads have ended too: one left inside ray.get when Ray shuts down
+    # aborts the process.
+    assert not [t for t in threading.enumerate() if t.name == PREFETCH_THREAD_NAME]
 
 
 @pytest.mark.slow
