@@ -26,6 +26,13 @@ from rlscale.platform.collection import collect_dataset
 from rlscale.platform.experiment import prepare
 from tests.conftest import mean_std_filter_stats, run_cli
 
+EVERY_OFFLINE_ALGORITHM = [
+    ("bc", "CartPole-v1", "cartpole_balance"),
+    ("cql_discrete", "CartPole-v1", "cartpole_balance"),
+    ("cql", "Pendulum-v1", "pendulum_swing_up"),
+]
+"""Each offline algorithm with an env it accepts and a scripted policy to collect data there."""
+
 
 @pytest.fixture
 def root(tmp_path, monkeypatch):
@@ -132,14 +139,7 @@ def test_dataset_problems_stop_training_before_it_starts(ray_local, root, tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("algorithm", "env", "policy"),
-    [
-        ("bc", "CartPole-v1", "cartpole_balance"),
-        ("cql_discrete", "CartPole-v1", "cartpole_balance"),
-        ("cql", "Pendulum-v1", "pendulum_swing_up"),
-    ],
-)
+@pytest.mark.parametrize(("algorithm", "env", "policy"), EVERY_OFFLINE_ALGORITHM)
 def test_the_default_shuffle_buffer_mixes_shards_in_every_offline_algorithm(
     ray_local, root, tmp_path, monkeypatch, algorithm, env, policy
 ):
@@ -177,14 +177,7 @@ def test_the_default_shuffle_buffer_mixes_shards_in_every_offline_algorithm(
     assert {episode_of[row.tobytes()] for row in minibatches[0]} == {0, 1}
 
 
-@pytest.mark.parametrize(
-    ("algorithm", "env", "policy"),
-    [
-        ("bc", "CartPole-v1", "cartpole_balance"),
-        ("cql_discrete", "CartPole-v1", "cartpole_balance"),
-        ("cql", "Pendulum-v1", "pendulum_swing_up"),
-    ],
-)
+@pytest.mark.parametrize(("algorithm", "env", "policy"), EVERY_OFFLINE_ALGORITHM)
 def test_stopping_an_offline_algorithm_closes_its_data_iterator_while_ray_is_up(
     ray_local, root, algorithm, env, policy
 ):
