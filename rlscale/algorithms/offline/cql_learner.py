@@ -4,7 +4,8 @@ Per minibatch (Kumar, Zhou, Tucker, Levine 2020, https://arxiv.org/abs/2006.0477
 parts from Haarnoja et al. 2018, https://arxiv.org/abs/1812.05905):
 
 - critics: the TD error to r + γ (1 − terminated) (min_i Q'_i(s', a') [− α log π(a'|s')]) with
-  a' ~ π(s') (the entropy term only without ``deterministic_backup``), plus ``min_q_weight`` ×
+  a' the policy's greedy or sampled next action (``target_action``; the entropy term only with
+  a sample and without ``deterministic_backup``), plus ``min_q_weight`` ×
   (T · logsumexp over the regularizer's sampled actions of (Q(s, a) − log density(a)) / T −
   Q(s, a_data)), each critic on its own and summed over critics;
 - actor: E[α log π(a|s) − min_i Q_i(s, a)], a ~ π(s); for the first ``bc_iters`` updates the

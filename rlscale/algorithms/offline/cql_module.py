@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from ray.rllib.algorithms.dqn.dqn_learner import QF_PREDS
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.distribution.torch.torch_distribution import (
     TorchDeterministic,
@@ -128,9 +129,8 @@ class RlscaleCQLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI, QNetAP
             q_target_next = self._critic_values(
                 self._target_critics, next_obs, next_action.unsqueeze(0)
             )[:, 0]
-        q_actor = self._critic_values(self.critics, obs, actions[:1, :rows], detach_weights=True)[
-            :, 0
-        ]
+        actor_action = actions[:1, :rows]
+        q_actor = self._critic_values(self.critics, obs, actor_action, detach_weights=True)[:, 0]
         policy_at_obs = type(distribution)(distribution.mean[:rows], distribution.log_std[:rows])
         return {
             Q_LOGGED: q[:, 0],
@@ -176,10 +176,10 @@ class RlscaleCQLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI, QNetAP
         return [(self.critics, self._target_critics)]
 
     def forward_target(self, batch: dict[str, Any]) -> dict[str, Any]:
-        return {Columns.VF_PREDS: self._q_of_batch(self._target_critics, batch)}
+        return {QF_PREDS: self._q_of_batch(self._target_critics, batch)}
 
     def compute_q_values(self, batch: dict[str, Any]) -> dict[str, Any]:
-        return {Columns.VF_PREDS: self._q_of_batch(self.critics, batch)}
+        return {QF_PREDS: self._q_of_batch(self.critics, batch)}
 
     def _q_of_batch(self, critics: EnsembleMLP, batch: dict[str, Any]) -> torch.Tensor:
         """The critics' minimum at the batch's observations and actions: ``[rows]``."""
