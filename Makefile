@@ -80,7 +80,7 @@ $(D3RLPY_VENV)/.installed: benchmarks/d3rlpy/constraints.txt
 
 # CQL against d3rlpy on a Hopper-v5 "medium" dataset. The dataset is collected once with a
 # Hopper PPO checkpoint of about a quarter to a third of expert return (see the README):
-#   make bench-cql-hopper HOPPER_CHECKPOINT=runs/hopper/.../checkpoints/iter_000125
+#   make bench-cql-hopper HOPPER_CHECKPOINT=runs/hopper-ppo-0/checkpoints/iter_000075
 HOPPER_DATASET ?= hopper/medium-v0
 bench-cql-hopper: install bench-d3rlpy-venv
 	@set -e; \

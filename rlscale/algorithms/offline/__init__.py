@@ -25,7 +25,7 @@ register_algorithm(
     AlgorithmEntry(
         name="cql",
         family="offline",
-        summary="Conservative Q-learning from a Minari dataset (RLlib CQL, SAC-based); Box actions",
+        summary="Conservative Q-learning from a Minari dataset (SAC-style actor); Box actions",
         config_class=RlscaleCQLConfig,
         space_checks=(continuous_actions_only, vector_observations_only),
         offline=True,
