@@ -255,7 +255,12 @@ def test_transitions_stream_through_ray_data(ray_local, root, monkeypatch):
     monkeypatch.setattr(offline_data, "SMALL_DATASET_MB", -1.0)  # lazy, as for big datasets
     config = get_algorithm("bc").make_config().training(train_batch_size_per_learner=4)
     offline_data.use_minari_dataset(config, written.data_dir)
-    assert "RandomizeBlockOrder" not in str(offline_data.MinariOfflineData(config).data)
+    learner_data = offline_data.MinariOfflineData(config).data
+    assert "RandomizeBlockOrder" not in str(learner_data)
+    # The conversion to the learner's layout runs inside the read tasks, not as a second
+    # operator whose tasks wait behind the reads.
+    assert len(learner_data.take_batch(12)["default_policy/rewards"]) == 12
+    assert "MapBatches(_read_shard_batch)->MapBatches(to_learner_batch)" in learner_data.stats()
 
 
 def test_cli_datasets_list_info_validate_and_bad_input(root, tmp_path):

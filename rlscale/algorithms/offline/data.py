@@ -21,7 +21,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.offline.offline_data import OfflineData
 from ray.rllib.offline.offline_prelearner import OfflinePreLearner
 
-from rlscale.datasets.ray_data import transitions_dataset
+from rlscale.datasets.ray_data import READER_CPUS, transitions_dataset
 
 if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
@@ -51,6 +51,9 @@ class MinariOfflineData(OfflineData):
         self.data = transitions.map_batches(
             to_learner_batch,
             batch_format="numpy",
+            # The read's CPU share, so that Ray Data fuses this map into the read tasks; with
+            # Ray's default of a whole CPU it ran as a second operator (README, Streaming).
+            num_cpus=READER_CPUS,
             fn_kwargs={"action_bounds": _normalized_action_bounds(config, metadata)},
         )
         if float(metadata.get("dataset_size", np.inf)) <= SMALL_DATASET_MB:
