@@ -2,8 +2,9 @@
 
 Twin critics (and, later, dynamics ensembles) are ``members`` MLPs with the same layer sizes.
 Running them as separate ``nn.Sequential``s costs a Python call per layer and member; here each
-layer holds a ``[members, in, out]`` weight and ``torch.baddbmm`` applies all members at once,
-which on small CPU networks is most of the time of an update.
+layer holds a ``[members, in, out]`` weight and ``torch.baddbmm`` applies all members at once.
+On CQL's small CPU critics that saves calls rather than arithmetic: at 1,664 rows the two
+forms took about the same time, at 128 rows the ensemble was faster.
 
 Members are initialized like ``nn.Linear`` (Kaiming-uniform weights, uniform biases in
 ±1/sqrt(fan_in)), each independently.
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from rlscale.modules.mlp import ACTIVATIONS
+from rlscale.modules.mlp import activation_layer_class
 
 
 class EnsembleLinear(nn.Module):
@@ -60,17 +61,13 @@ class EnsembleMLP(nn.Module):
         super().__init__()
         if members < 1:
             raise ValueError(f"an ensemble needs at least one member, got {members}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}"
-            )
         self.members = members
         widths = [input_dim, *hidden_sizes, output_dim]
         self.layers = nn.ModuleList(
             EnsembleLinear(members, width_in, width_out)
             for width_in, width_out in zip(widths[:-1], widths[1:], strict=True)
         )
-        self.activation = ACTIVATIONS[activation]()
+        self.activation = activation_layer_class(activation)()
 
     def forward(self, inputs: torch.Tensor, detach_weights: bool = False) -> torch.Tensor:
         if inputs.dim() == 2:

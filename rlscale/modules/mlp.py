@@ -9,6 +9,13 @@ from torch import nn
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
 
 
+def activation_layer_class(name: str) -> type[nn.Module]:
+    """The activation module called ``name``; an unknown name lists the known ones."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
 def build_mlp(
     input_dim: int,
     hidden_sizes: Sequence[int],
@@ -22,17 +29,14 @@ def build_mlp(
     ``orthogonal_gain`` switches the hidden layers from PyTorch's default init to orthogonal
     weights of that gain and zero biases (the usual choice for policy-gradient networks).
     """
-    if activation not in ACTIVATIONS:
-        raise ValueError(
-            f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}"
-        )
+    activation_class = activation_layer_class(activation)
     layers: list[nn.Module] = []
     width = input_dim
     for size in hidden_sizes:
         linear = nn.Linear(width, size)
         if orthogonal_gain is not None:
             orthogonal_init(linear, orthogonal_gain)
-        layers += [linear, ACTIVATIONS[activation]()]
+        layers += [linear, activation_class()]
         width = size
     if output_dim is not None:
         layers.append(nn.Linear(width, output_dim))
