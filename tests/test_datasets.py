@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -16,7 +18,7 @@ from rlscale.algorithms.offline import data as offline_data
 from rlscale.datasets.collect import CollectionRequest, collect
 from rlscale.datasets.combine import combine
 from rlscale.datasets.policies import scripted_policy
-from rlscale.datasets.ray_data import read_transitions, transitions_dataset
+from rlscale.datasets.ray_data import read_transitions, to_learner_batch, transitions_dataset
 from rlscale.datasets.store import (
     EpisodeArrays,
     list_datasets,
@@ -261,6 +263,20 @@ def test_transitions_stream_through_ray_data(ray_local, root, monkeypatch):
     # operator whose tasks wait behind the reads.
     assert len(learner_data.take_batch(12)["default_policy/rewards"]) == 12
     assert "MapBatches(_read_shard_batch)->MapBatches(to_learner_batch)" in learner_data.stats()
+
+
+def test_ray_data_workers_import_neither_rllib_nor_torch():
+    # Every read worker imports the module of the functions it runs; RLlib costs ~7 s of CPU
+    # each, which on 2 cores delayed the first batch of a CQL run by some 20 s.
+    probe = (
+        "import sys, rlscale.datasets.ray_data; "
+        "print(sorted(m for m in ('ray.rllib', 'torch') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]"
+    assert to_learner_batch.__module__ == "rlscale.datasets.ray_data"
 
 
 def test_cli_datasets_list_info_validate_and_bad_input(root, tmp_path):

@@ -13,13 +13,10 @@ import rlscale
 from rlscale.algorithms import get_algorithm
 from rlscale.algorithms.offline import data as offline_data
 from rlscale.algorithms.offline.common import PREFETCH_THREAD_NAME
-from rlscale.algorithms.offline.data import (
-    _normalized_action_bounds,
-    to_learner_batch,
-    to_unit_range,
-)
+from rlscale.algorithms.offline.data import LEARNER_BATCH_KEYS, _normalized_action_bounds
 from rlscale.datasets.collect import CollectionRequest, collect
 from rlscale.datasets.policies import scripted_policy
+from rlscale.datasets.ray_data import to_learner_batch, to_unit_range
 from rlscale.envs import make_env
 from rlscale.errors import DatasetError, SpecError
 from rlscale.platform.collection import collect_dataset
@@ -86,7 +83,7 @@ def test_float64_observations_reach_the_learner_as_float32():
         "terminateds": np.zeros(4, dtype=bool),
         "truncateds": np.zeros(4, dtype=bool),
     }
-    batch = to_learner_batch(rows)
+    batch = to_learner_batch(rows, LEARNER_BATCH_KEYS)
     assert batch["default_policy/obs"].dtype == np.float32
     assert batch["default_policy/new_obs"].dtype == np.float32
     np.testing.assert_array_equal(batch["default_policy/new_obs"], rows["new_obs"])

@@ -3,7 +3,7 @@
 :class:`MinariOfflineData` is RLlib's ``OfflineData`` with one change: instead of a
 ``ray.data.read_*`` call on files, its dataset is
 :func:`rlscale.datasets.ray_data.transitions_dataset` (shards of Minari episodes read lazily
-on Ray Data workers) already in the learner's batch layout (see :func:`to_learner_batch`).
+on Ray Data workers) already in the learner's batch layout (see ``LEARNER_BATCH_KEYS``).
 Everything downstream is RLlib's: ``streaming_split`` shards the stream across remote learners,
 ``iter_batches`` feeds a local one.
 """
@@ -21,7 +21,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.offline.offline_data import OfflineData
 from ray.rllib.offline.offline_prelearner import OfflinePreLearner
 
-from rlscale.datasets.ray_data import READER_CPUS, transitions_dataset
+from rlscale.datasets.ray_data import read_options, to_learner_batch, transitions_dataset
 
 if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
@@ -47,14 +47,20 @@ class MinariOfflineData(OfflineData):
         total_steps = int(metadata["total_steps"])
         mean_length = max(1.0, total_steps / max(1, episodes))
         per_shard = max(1, round(TRANSITIONS_PER_SHARD / mean_length))
-        transitions = transitions_dataset(self.path, episodes, per_shard, seed=config.seed)
+        consumers = max(1, config.num_learners)
+        transitions = transitions_dataset(
+            self.path, episodes, per_shard, seed=config.seed, consumers=consumers
+        )
         self.data = transitions.map_batches(
             to_learner_batch,
             batch_format="numpy",
-            # The read's CPU share, so that Ray Data fuses this map into the read tasks; with
+            # The read's resources, so that Ray Data fuses this map into the read tasks; with
             # Ray's default of a whole CPU it ran as a second operator (README, Streaming).
-            num_cpus=READER_CPUS,
-            fn_kwargs={"action_bounds": _normalized_action_bounds(config, metadata)},
+            **read_options(consumers),
+            fn_kwargs={
+                "keys": LEARNER_BATCH_KEYS,
+                "action_bounds": _normalized_action_bounds(config, metadata),
+            },
         )
         if float(metadata.get("dataset_size", np.inf)) <= SMALL_DATASET_MB:
             self.data = self.data.materialize()
@@ -84,6 +90,14 @@ TRAIN_COLUMNS = (
     Columns.TERMINATEDS,
     Columns.TRUNCATEDS,
 )
+LEARNER_BATCH_KEYS = {column: f"{DEFAULT_MODULE_ID}/{column}" for column in TRAIN_COLUMNS}
+"""Transition column -> key in the learner's (flattened multi-agent) batch.
+
+The transitions' columns already carry RLlib's names (``rlscale.datasets.ray_data``). RLlib's
+``OfflinePreLearner`` builds one ``SingleAgentEpisode`` per row and runs the learner connector
+over them, in an actor pool started anew every pass over the data; for flat transitions without
+observation filters (what BC, CQL and discrete CQL train on) renaming the columns gives the
+learner the same batch, inside the read tasks."""
 TRANSITIONS_PER_SHARD = 4096
 """About this many transitions per Ray Data block (whole episodes, so roughly)."""
 SHUFFLE_BUFFER_TRANSITIONS = 100_000
@@ -93,39 +107,6 @@ Without it, some 32 consecutive minibatches of 128 came from the same shard of 1
 episodes; with it a minibatch draws from about 25 shards' worth of transitions."""
 SMALL_DATASET_MB = 64.0
 """Datasets up to this size on disk are kept in Ray's object store after the first pass."""
-
-
-def to_learner_batch(
-    batch: dict[str, np.ndarray], action_bounds: tuple[np.ndarray, np.ndarray] | None = None
-) -> dict[str, np.ndarray]:
-    """Transition columns in the learner's (flattened multi-agent) batch layout.
-
-    With ``action_bounds`` (low, high), Box actions are mapped from the env's units to the
-    [-1, 1] range the policy acts in (see :func:`_normalized_action_bounds`).
-
-    RLlib's ``OfflinePreLearner`` builds one ``SingleAgentEpisode`` per row and runs the
-    learner connector over them, in an actor pool that is started anew every pass over the
-    data; for flat transitions without observation filters (what BC, CQL and discrete CQL train
-    on) this plain map gives the learner the same columns, fused into the read tasks.
-    """
-    columns = dict(batch)
-    for key in (Columns.OBS, Columns.NEXT_OBS):
-        # As RLlib's own numpy-to-torch conversion does: float64 envs (MuJoCo) feed float32 nets.
-        if columns[key].dtype == np.float64:
-            columns[key] = columns[key].astype(np.float32)
-    if action_bounds is not None:
-        columns[Columns.ACTIONS] = to_unit_range(batch[Columns.ACTIONS], *action_bounds)
-    return {f"{DEFAULT_MODULE_ID}/{column}": columns[column] for column in TRAIN_COLUMNS}
-
-
-def to_unit_range(actions: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """The inverse of RLlib's action unsquashing: env units in [low, high] to [-1, 1].
-
-    Actions on a bound land a hair inside it, where a tanh-squashed policy's log-likelihood
-    (CQL's behavior-cloning warm-up) is finite.
-    """
-    unit = 2.0 * (actions - low) / (high - low) - 1.0
-    return np.clip(unit, -1.0 + 1e-4, 1.0 - 1e-4).astype(np.float32)
 
 
 def _normalized_action_bounds(
