@@ -251,8 +251,9 @@ def test_cql_beats_the_noisy_policy_that_collected_its_pendulum_data(ray_local, 
 def test_cql_target_networks_move_by_tau_after_every_update(monkeypatch):
     import torch
     from ray.rllib.core.columns import Columns
-    from ray.rllib.core.learner.torch.torch_learner import TorchLearner
     from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+
+    from rlscale.algorithms.offline import cql_learner
 
     config = get_algorithm("cql").make_config().training(tau=0.5)
     spaces = (gym.spaces.Box(-1.0, 1.0, (3,)), gym.spaces.Box(-2.0, 2.0, (1,)))
@@ -260,13 +261,14 @@ def test_cql_target_networks_move_by_tau_after_every_update(monkeypatch):
     main, target = learner.module["default_policy"].get_target_network_pairs()[0]
     start = [p.detach().clone() for p in target.parameters()]
     main_after_each_step = []
-    optimizer_step = TorchLearner.apply_gradients
+    polyak_step = cql_learner.polyak_step
 
-    def step_and_record(self, gradients_dict):
-        optimizer_step(self, gradients_dict)
-        main_after_each_step.append([p.detach().clone() for p in main.parameters()])
+    def record_and_average(main_net, target_net, tau):
+        # Called after each optimizer step: the main critics the targets move towards.
+        main_after_each_step.append([p.detach().clone() for p in main_net.parameters()])
+        polyak_step(main_net, target_net, tau)
 
-    monkeypatch.setattr(TorchLearner, "apply_gradients", step_and_record)
+    monkeypatch.setattr(cql_learner, "polyak_step", record_and_average)
     rng = np.random.default_rng(0)
     rows = 8
     columns = {
@@ -378,6 +380,49 @@ def test_cql_losses_share_one_backward_pass_and_move_only_their_own_parameters()
     critics = groups[0][0]
     # The actor's Q is the critics' with their weights held: no gradient reaches the critics.
     assert all(g is None for g in grads_of(fwd_out["q_actor"].sum(), critics))
+
+
+def test_cql_steps_each_optimizer_like_adam_and_zeroes_non_finite_gradients():
+    import torch
+
+    learner = _cql_learner()
+    module = learner.module["default_policy"].unwrapped()
+    config = learner.config
+    groups = (
+        (list(module.policy.parameters()), config.actor_lr),
+        (list(module.critics.parameters()), config.critic_lr),
+        ([module.log_alpha], config.alpha_lr),
+    )
+    trained = [param for params, _ in groups for param in params]
+    generator = torch.Generator().manual_seed(0)
+    for param in trained:
+        param.grad = torch.randn(param.shape, generator=generator)
+    references = []
+    for params, lr in groups:
+        copies = [torch.nn.Parameter(p.detach().clone()) for p in params]
+        for copy, param in zip(copies, params, strict=True):
+            copy.grad = param.grad.clone()
+        torch.optim.Adam(copies, lr=lr).step()  # torch's reference (for-loop) Adam
+        references += copies
+    gradients = {pid: param.grad for pid, param in learner._params.items()}
+    learner.apply_gradients(gradients)
+    for param, reference in zip(trained, references, strict=True):
+        torch.testing.assert_close(param.detach(), reference.detach())
+
+    # A nan gradient is zeroed, as RLlib's Learner does: that parameter stays put (a first
+    # Adam step with a zero gradient), the others still step.
+    learner = _cql_learner()
+    module = learner.module["default_policy"].unwrapped()
+    for param in learner._params.values():
+        param.grad = torch.zeros_like(param)
+    critic_weight = module.critics.layers[0].weight
+    before = critic_weight.detach().clone()
+    critic_weight.grad = torch.full_like(critic_weight, float("nan"))
+    module.log_alpha.grad = torch.tensor(1.0)
+    alpha_before = module.log_alpha.item()
+    learner.apply_gradients({pid: param.grad for pid, param in learner._params.items()})
+    torch.testing.assert_close(critic_weight.detach(), before)
+    assert module.log_alpha.item() == pytest.approx(alpha_before - config.alpha_lr, rel=1e-3)
 
 
 def test_cql_clones_the_data_for_bc_iters_updates_then_follows_q():

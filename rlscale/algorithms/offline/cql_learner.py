@@ -28,6 +28,7 @@ from ray.rllib.algorithms.dqn.torch.dqn_torch_learner import DQNTorchLearner
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.learner import POLICY_LOSS_KEY
 from ray.rllib.utils.metrics import NUM_TARGET_UPDATES
+from torch.nn.utils import get_total_norm
 
 from rlscale.algorithms.offline.cql_module import (
     LOGP_ACTOR,
@@ -62,7 +63,9 @@ class RlscaleCQLLearner(DQNTorchLearner):
             self.register_optimizer(
                 module_id=module_id,
                 optimizer_name=name,
-                optimizer=torch.optim.Adam(params),
+                # One fused kernel per step instead of a loop over parameters: on CPU a
+                # third of the optimizer time of this many small tensors.
+                optimizer=torch.optim.Adam(params, fused=True),
                 params=params,
                 lr_or_lr_schedule=lr,
             )
@@ -130,12 +133,33 @@ class RlscaleCQLLearner(DQNTorchLearner):
         return float(config.target_entropy)
 
     def apply_gradients(self, gradients_dict) -> None:
-        super().apply_gradients(gradients_dict)
+        if self._gradients_are_finite_and_in_place(gradients_dict):
+            for module_id, optimizer_names in self._module_optimizers.items():
+                for optimizer_name in optimizer_names:
+                    self.get_optimizer(module_id, optimizer_name).step()
+        else:
+            super().apply_gradients(gradients_dict)
         for module_id, module in self.module.items():
             tau = self.config.get_config_for_module(module_id).tau
             for main_net, target_net in module.unwrapped().get_target_network_pairs():
                 polyak_step(main_net, target_net, tau)
             self.metrics.log_value((module_id, NUM_TARGET_UPDATES), 1, reduce="lifetime_sum")
+
+    def _gradients_are_finite_and_in_place(self, gradients_dict) -> bool:
+        """Whether RLlib's ``apply_gradients`` would only step each optimizer.
+
+        RLlib checks every gradient tensor for nan/inf twice (when assigning it to its
+        parameter, and again before each optimizer step): 60 small calls per CQL update. One
+        max-norm over all of them answers the same question; only when some gradient is not
+        finite (or a grad scaler, an lr scheduler, or gradients clipped into new tensors are
+        in play) does RLlib's own path run, with its zeroing of nan gradients.
+        """
+        if self._grad_scalers is not None or self._lr_scheduler_classes is not None:
+            return False
+        gradients = list(gradients_dict.values())
+        if any(grad is not self._params[pid].grad for pid, grad in gradients_dict.items()):
+            return False
+        return bool(torch.isfinite(get_total_norm(gradients, norm_type=math.inf)))
 
     def after_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
         # Everything the Learner does after an update call but DQNLearner's once-per-call
