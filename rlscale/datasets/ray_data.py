@@ -7,8 +7,8 @@ transitions (``obs``, ``actions``, ``rewards``, ``new_obs``, ``terminateds``, ``
 with backpressure, so at most a few shards are in memory at a time, whatever the dataset's size.
 
 This module runs on every Ray Data worker, so it imports neither RLlib nor torch: importing
-``ray.rllib`` takes a worker about 7 s of CPU, and on 2 cores eight read workers doing so
-delayed a CQL run's first batch by some 20 s.
+``ray.rllib`` takes a worker about 7 s of CPU, and with eight read workers doing so on 2 cores
+the first CQL iteration on 1M Hopper transitions took 27.3 s, against 16.9 s without.
 """
 
 from __future__ import annotations

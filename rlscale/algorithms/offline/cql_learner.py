@@ -156,10 +156,10 @@ class RlscaleCQLLearner(DQNTorchLearner):
         """
         if self._grad_scalers is not None or self._lr_scheduler_classes is not None:
             return False
-        gradients = list(gradients_dict.values())
         if any(grad is not self._params[pid].grad for pid, grad in gradients_dict.items()):
             return False
-        return bool(torch.isfinite(get_total_norm(gradients, norm_type=math.inf)))
+        largest = get_total_norm(list(gradients_dict.values()), norm_type=math.inf)
+        return bool(torch.isfinite(largest))
 
     def after_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
         # Everything the Learner does after an update call but DQNLearner's once-per-call
