@@ -41,6 +41,10 @@ class RlscaleCQLConfig(CQLConfig):
         # tau 0.005 and actor_lr 1e-4, -193 with these (README, offline RL).
         self.tau = 0.02
         self.actor_lr = 3e-4
+        # The temperature's learning rate is d3rlpy's default; with RLlib's 1e-3 the entropy
+        # weight grew to about 7 within 4k updates on near-deterministic Hopper data, and the
+        # actor traded value for spread: returns peaked, then fell (README, CQL on Hopper).
+        self.alpha_lr = 1e-4
         # SAC-based: separate actor, critic and temperature learning rates, no shared one.
         self.lr = None
         self.twin_q = True
