@@ -47,7 +47,7 @@ class MinariOfflineData(OfflineData):
         total_steps = int(metadata["total_steps"])
         mean_length = max(1.0, total_steps / max(1, episodes))
         per_shard = max(1, round(TRANSITIONS_PER_SHARD / mean_length))
-        consumers = max(1, config.num_learners)
+        consumers = config.num_learners  # 0: the local learner; read_options counts it as 1
         transitions = transitions_dataset(
             self.path, episodes, per_shard, seed=config.seed, consumers=consumers
         )
