@@ -2,7 +2,7 @@
 
     make bench-d3rlpy-venv     # once: d3rlpy pins gymnasium 1.0, so it gets .venv-d3rlpy
     .venv/bin/python benchmarks/cql_hopper.py --dataset hopper/medium-v0 [--root DIR] \
-        [--seeds 0 1 2] [--updates 10000] [--eval-every 2500] [--eval-episodes 10]
+        [--seeds 0 1 2 3 4] [--updates 10000] [--eval-every 2500] [--eval-episodes 20]
 
 The dataset is a Minari dataset (``rlscale datasets collect`` with a Hopper PPO checkpoint);
 d3rlpy reads the same transitions, exported once to an ``.npz`` beside the results. Each peer
@@ -12,7 +12,9 @@ and seed runs alone in its own process (``cql_rlscale_peer.py`` in rlscale's ven
 - gradient updates per second over the training time only (data sampling and updates; the
   evaluation episodes are not timed);
 - greedy return after the same number of updates, raw and as D4RL's normalized score
-  (100 * (R - random) / (expert - random) with D4RL's Hopper references).
+  (100 * (R - random) / (expert - random) with D4RL's Hopper references), over the same
+  evaluation episodes (start states) for both peers (``evaluation_episodes.py``); the standard
+  error is over seeds, the independent runs.
 
 Both run rlscale's CQL defaults (``RlscaleCQLConfig``: learning rates, batch, tau, sampled
 actions, conservative weight 5 with no Lagrangian, twin critics, [64, 64] layers) mapped onto
@@ -45,10 +47,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="hopper/medium-v0")
     parser.add_argument("--root", type=Path, help="datasets root (default MINARI_DATASETS_PATH)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--updates", type=int, default=10_000)
     parser.add_argument("--eval-every", type=int, default=2_500)
-    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--eval-episodes", type=int, default=20)
     peers = ("rlscale", "d3rlpy")
     parser.add_argument("--peers", nargs="+", choices=peers, default=list(peers))
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -136,12 +138,19 @@ def d4rl_score(raw_return: float) -> float:
 def summarize(runs: list[dict]) -> dict:
     finals = [run["evaluations"][-1]["return_mean"] for run in runs]
     speeds = [run["updates_per_second"] for run in runs]
+    checkpoints = [evaluation["updates"] for evaluation in runs[0]["evaluations"]]
+    sem = statistics.stdev(finals) / len(finals) ** 0.5 if len(finals) > 1 else None
     return {
         "seeds": [run["seed"] for run in runs],
         "final_returns": finals,
         "final_return_mean": statistics.mean(finals),
         "final_return_std": statistics.pstdev(finals),
+        "final_return_sem": sem,
         "normalized_score_mean": d4rl_score(statistics.mean(finals)),
+        "return_mean_by_updates": {
+            str(updates): statistics.mean(run["evaluations"][i]["return_mean"] for run in runs)
+            for i, updates in enumerate(checkpoints)
+        },
         "updates_per_second": speeds,
         "updates_per_second_mean": statistics.mean(speeds),
     }
@@ -149,16 +158,24 @@ def summarize(runs: list[dict]) -> dict:
 
 def print_table(summaries: dict[str, dict], updates: int) -> None:
     print(f"\nCQL on Hopper-v5 data, greedy return after {updates:,} updates (mean over seeds)")
-    print("| peer | updates/s | speed / d3rlpy's | return | D4RL score | returns per seed |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(
+        "| peer | updates/s | speed / d3rlpy's | return ± s.e. | D4RL score | returns per seed "
+        "| mean return by updates |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     reference = summaries.get("d3rlpy", {}).get("updates_per_second_mean")
     for peer, summary in summaries.items():
         speed = summary["updates_per_second_mean"]
         ratio = f"{speed / reference:.2f}x" if reference else "n/a"
         per_seed = " / ".join(f"{value:.1f}" for value in summary["final_returns"])
         score = summary["normalized_score_mean"]
-        returns = f"{summary['final_return_mean']:.1f} ± {summary['final_return_std']:.1f}"
-        print(f"| {peer} | {speed:.1f} | {ratio} | {returns} | {score:.1f} | {per_seed} |")
+        sem = summary["final_return_sem"] or 0.0
+        returns = f"{summary['final_return_mean']:.1f} ± {sem:.1f}"
+        by_updates = " / ".join(f"{v:.1f}" for v in summary["return_mean_by_updates"].values())
+        print(
+            f"| {peer} | {speed:.1f} | {ratio} | {returns} | {score:.1f} | {per_seed} "
+            f"| {by_updates} |"
+        )
 
 
 def main() -> None:

@@ -7,7 +7,8 @@
 Builds the algorithm exactly as ``rlscale train cql`` does (the dataset streamed through Ray
 Data on an embedded local Ray), with the JSON's keys set on its config. ``train_seconds`` times
 the training iterations only (reading batches plus gradient updates); every K updates the
-greedy policy plays E episodes in the env through RLlib's evaluation EnvRunner, untimed.
+greedy policy plays E episodes in the env through RLlib's evaluation EnvRunner, untimed, each
+from the start state ``evaluation_episodes.py`` deals to both peers.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import json
 import os
 import time
 from pathlib import Path
+
+import numpy as np
+from evaluation_episodes import episode_seeds, summarize_returns
 
 
 def parse_args() -> argparse.Namespace:
@@ -45,20 +49,35 @@ def build_algorithm(args: argparse.Namespace, hyperparameters: dict):
         hyperparameters=hyperparameters,
     )
     config = prepare(spec).config
-    # Evaluate only when asked (algo.evaluate below), never inside a timed iteration.
-    config.evaluation(evaluation_interval=10**9, evaluation_duration=args.eval_episodes)
+    # Evaluate only when asked (evaluate below), never inside a timed iteration.
+    config.evaluation(evaluation_interval=10**9)
     return config.build_algo()
 
 
-def evaluate(algo) -> dict:
-    """Greedy episodes on the evaluation EnvRunner: mean, min, max return (RLlib keeps no std)."""
-    episodes = algo.evaluate()["env_runners"]
-    return {
-        "return_mean": float(episodes["episode_return_mean"]),
-        "return_min": float(episodes["episode_return_min"]),
-        "return_max": float(episodes["episode_return_max"]),
-        "episodes": int(episodes["num_episodes"]),
-    }
+def evaluate(algo, env_name: str, episodes: int) -> dict:
+    """Greedy returns on RLlib's evaluation EnvRunner (its connectors, ``explore=False``).
+
+    RLlib seeds an EnvRunner's reset with its ``_seed`` whenever ``sample(num_episodes=...)``
+    starts; one episode per call with that seed set to the shared episode's seed gives the
+    same start states as the d3rlpy peer's ``env.reset(seed=...)``, which ``reference``
+    confirms for every episode.
+    """
+    import gymnasium as gym
+
+    algo.eval_env_runner_group.sync_weights(
+        from_worker_or_learner_group=algo.learner_group, inference_only=True
+    )
+    runner, reference = algo.eval_env_runner, gym.make(env_name)
+    returns = []
+    for seed in episode_seeds(episodes):
+        runner._seed = seed
+        (episode,) = runner.sample(num_episodes=1, explore=False)
+        expected_start, _ = reference.reset(seed=seed)
+        if not np.allclose(episode.get_observations(0), expected_start):
+            raise SystemExit(f"RLlib's EnvRunner did not start episode seed {seed} as reset did")
+        returns.append(float(episode.get_return()))
+    reference.close()
+    return summarize_returns(returns)
 
 
 def train(algo, args: argparse.Namespace) -> dict:
@@ -75,7 +94,7 @@ def train(algo, args: argparse.Namespace) -> dict:
         iteration_seconds.append(time.perf_counter() - start)
         updates += updates_per_iteration
         if updates % args.eval_every == 0 or updates == args.updates:
-            evaluation = {"updates": updates} | evaluate(algo)
+            evaluation = {"updates": updates} | evaluate(algo, args.env, args.eval_episodes)
             evaluations.append(evaluation)
             print(f"updates {updates}: return {evaluation['return_mean']:.1f}", flush=True)
     return {"iteration_seconds": iteration_seconds, "evaluations": evaluations}

@@ -12,7 +12,8 @@ dual): alpha_learning_rate 0 with initial_alpha 1, so the penalty is conservativ
 
 Training is d3rlpy's own sampling (ReplayBuffer.sample_transition_batch) and algo.update in a
 loop; train_seconds counts sampling plus updates, never evaluation. Every K updates the greedy
-policy (algo.predict) plays E episodes of Hopper-v5, episode i seeded 1000 + i.
+policy (algo.predict) plays E episodes of Hopper-v5, episode i from the start state that
+``benchmarks/evaluation_episodes.py`` deals to both peers.
 """
 
 import argparse
@@ -20,6 +21,7 @@ import contextlib
 import io
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +31,9 @@ import torch
 
 with contextlib.redirect_stderr(io.StringIO()):  # d3rlpy imports old gym, which prints a notice
     import d3rlpy
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared episodes
+from evaluation_episodes import episode_seeds, summarize_returns  # noqa: E402
 
 HYPERPARAMETER_KEYS = (
     "actor_learning_rate",
@@ -104,12 +109,12 @@ def make_cql(params: dict) -> d3rlpy.algos.CQL:
     return config.create(device=False)
 
 
-def evaluate(algo: d3rlpy.algos.CQL, episodes: int) -> tuple[float, float]:
-    """Mean and std undiscounted return of the greedy policy, episode i seeded 1000 + i."""
+def evaluate(algo: d3rlpy.algos.CQL, episodes: int) -> dict:
+    """Undiscounted returns of the greedy policy on the shared evaluation episodes."""
     env = gym.make("Hopper-v5")
     returns = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=1000 + i)
+    for seed in episode_seeds(episodes):
+        obs, _ = env.reset(seed=seed)
         total, done = 0.0, False
         while not done:
             action = algo.predict(obs[None].astype(np.float32))[0]
@@ -118,7 +123,7 @@ def evaluate(algo: d3rlpy.algos.CQL, episodes: int) -> tuple[float, float]:
             done = terminated or truncated
         returns.append(total)
     env.close()
-    return float(np.mean(returns)), float(np.std(returns))
+    return summarize_returns(returns)
 
 
 def train(algo, dataset, args, batch_size: int) -> dict:
@@ -134,8 +139,9 @@ def train(algo, dataset, args, batch_size: int) -> dict:
         sample_seconds += t1 - t0
         update_seconds += t2 - t1
         if step % args.eval_every == 0 or step == args.updates:
-            mean, std = evaluate(algo, args.eval_episodes)
-            evaluations.append({"updates": step, "return_mean": mean, "return_std": std})
+            evaluation = {"updates": step} | evaluate(algo, args.eval_episodes)
+            evaluations.append(evaluation)
+            mean, std = evaluation["return_mean"], evaluation["return_std"]
             print(f"updates {step}: return {mean:.1f} +- {std:.1f}", flush=True)
     return {
         "train_seconds": sample_seconds + update_seconds,

@@ -108,7 +108,10 @@ def transitions_dataset(
 
 def read_options(consumers: int = 1) -> dict[str, Any]:
     """``map_batches`` resources of a read task; a map given the same ones fuses into it."""
-    return {"num_cpus": READER_CPUS, "concurrency": READ_TASKS_PER_CONSUMER * max(1, consumers)}
+    from ray.data import TaskPoolStrategy
+
+    tasks = READ_TASKS_PER_CONSUMER * max(1, consumers)
+    return {"num_cpus": READER_CPUS, "compute": TaskPoolStrategy(size=tasks)}
 
 
 def to_learner_batch(
