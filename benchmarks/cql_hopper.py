@@ -169,8 +169,9 @@ def print_table(summaries: dict[str, dict], updates: int) -> None:
         ratio = f"{speed / reference:.2f}x" if reference else "n/a"
         per_seed = " / ".join(f"{value:.1f}" for value in summary["final_returns"])
         score = summary["normalized_score_mean"]
-        sem = summary["final_return_sem"] or 0.0
-        returns = f"{summary['final_return_mean']:.1f} ± {sem:.1f}"
+        sem = summary["final_return_sem"]  # None with one seed: no spread to report
+        spread = f"{sem:.1f}" if sem is not None else "n/a"
+        returns = f"{summary['final_return_mean']:.1f} ± {spread}"
         by_updates = " / ".join(f"{v:.1f}" for v in summary["return_mean_by_updates"].values())
         print(
             f"| {peer} | {speed:.1f} | {ratio} | {returns} | {score:.1f} | {per_seed} "
