@@ -81,6 +81,7 @@ $(D3RLPY_VENV)/.installed: benchmarks/d3rlpy/constraints.txt
 # CQL against d3rlpy on a Hopper-v5 "medium" dataset. The dataset is collected once with a
 # Hopper PPO checkpoint of about a quarter to a third of expert return (see the README):
 #   make bench-cql-hopper HOPPER_CHECKPOINT=runs/hopper-ppo-0/checkpoints/iter_000075
+# Then 10 seeds in two runs of 5 (about 50 min each) and the pooled table.
 HOPPER_DATASET ?= hopper/medium-v0
 bench-cql-hopper: install bench-d3rlpy-venv
 	@set -e; \
@@ -89,7 +90,12 @@ bench-cql-hopper: install bench-d3rlpy-venv
 	    $(BIN)/rlscale datasets collect --env Hopper-v5 --policy "$(HOPPER_CHECKPOINT)" \
 	        --episodes 4000 --workers 2 --name $(HOPPER_DATASET); \
 	fi; \
-	$(BIN)/python benchmarks/cql_hopper.py --dataset $(HOPPER_DATASET)
+	$(BIN)/python benchmarks/cql_hopper.py --dataset $(HOPPER_DATASET) --seeds 0 1 2 3 4 \
+	    --out benchmarks/results/cql_hopper_seeds0-4.json; \
+	$(BIN)/python benchmarks/cql_hopper.py --dataset $(HOPPER_DATASET) --seeds 5 6 7 8 9 \
+	    --out benchmarks/results/cql_hopper_seeds5-9.json; \
+	$(BIN)/python benchmarks/cql_hopper.py --merge benchmarks/results/cql_hopper_seeds0-4.json \
+	    benchmarks/results/cql_hopper_seeds5-9.json
 
 clean:
 	rm -rf $(VENV) $(D3RLPY_VENV) runs .pytest_cache

@@ -1,8 +1,9 @@
-"""CQL on logged Hopper-v5 data: rlscale against d3rlpy on the very same transitions, 3 seeds.
+"""CQL on logged Hopper-v5 data: rlscale against d3rlpy on the very same transitions, 5 seeds.
 
     make bench-d3rlpy-venv     # once: d3rlpy pins gymnasium 1.0, so it gets .venv-d3rlpy
     .venv/bin/python benchmarks/cql_hopper.py --dataset hopper/medium-v0 [--root DIR] \
         [--seeds 0 1 2 3 4] [--updates 10000] [--eval-every 2500] [--eval-episodes 20]
+    .venv/bin/python benchmarks/cql_hopper.py --merge A.json B.json [--out OUT.json]
 
 The dataset is a Minari dataset (``rlscale datasets collect`` with a Hopper PPO checkpoint);
 d3rlpy reads the same transitions, exported once to an ``.npz`` beside the results. Each peer
@@ -20,7 +21,9 @@ Both run rlscale's CQL defaults (``RlscaleCQLConfig``: learning rates, batch, ta
 actions, conservative weight 5 with no Lagrangian, twin critics, [64, 64] layers) mapped onto
 d3rlpy's names; rlscale's behavior-cloning warm-up is off, since d3rlpy's CQL has none.
 
-Writes benchmarks/results/cql_hopper.json and prints the README table.
+Writes benchmarks/results/cql_hopper.json and prints the README table. ``--merge`` trains
+nothing: it pools the runs of results files written with other seeds (same dataset, updates,
+evaluation and hyperparameters) into one table.
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--peers", nargs="+", choices=peers, default=list(peers))
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "cql_hopper")
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", metavar="RESULTS", help="pool saved results, no training"
+    )
     return parser.parse_args()
 
 
@@ -179,8 +185,56 @@ def print_table(summaries: dict[str, dict], updates: int) -> None:
         )
 
 
+SETUP_KEYS = ("dataset", "updates", "eval_episodes", "hyperparameters")
+"""What results files must share for their runs to pool into one table."""
+
+
+def merge_results(paths: list[Path]) -> dict:
+    """One payload holding every run of ``paths``, its summaries recomputed over all of them."""
+    payloads = [(path, json.loads(path.read_text())) for path in paths]
+    first_path, first = payloads[0]
+    runs: dict[str, list[dict]] = {}
+    for path, payload in payloads:
+        for key in SETUP_KEYS:
+            if payload[key] != first[key]:
+                raise SystemExit(
+                    f"{path}: {key} is {payload[key]!r}, {first_path} has {first[key]!r}; "
+                    "only results of one setup pool into one table."
+                )
+        for peer, peer_runs in payload["runs"].items():
+            pooled = runs.setdefault(peer, [])
+            repeated = {run["seed"] for run in pooled} & {run["seed"] for run in peer_runs}
+            if repeated:
+                raise SystemExit(
+                    f"{path}: {peer} seed(s) {sorted(repeated)} are in an earlier file too; "
+                    "pool results of different seeds."
+                )
+            pooled.extend(peer_runs)
+    for peer, peer_runs in runs.items():
+        checkpoints = {tuple(e["updates"] for e in run["evaluations"]) for run in peer_runs}
+        if len(checkpoints) > 1:
+            raise SystemExit(f"{peer}'s runs were evaluated at different updates: {checkpoints}")
+    transitions = next((p["transitions"] for _, p in payloads if p["transitions"]), None)
+    return first | {
+        "transitions": transitions,
+        "merged_from": [str(path) for path in paths],
+        "summary": {peer: summarize(peer_runs) for peer, peer_runs in runs.items()},
+        "runs": runs,
+    }
+
+
+def write_results(payload: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    print_table(payload["summary"], payload["updates"])
+    print(f"wrote {out}")
+
+
 def main() -> None:
     args = parse_args()
+    if args.merge:
+        write_results(merge_results(args.merge), args.out)
+        return
     if "d3rlpy" in args.peers and not D3RLPY_PYTHON.exists():
         raise SystemExit(f"{D3RLPY_PYTHON} is missing: run `make bench-d3rlpy-venv` first.")
     rlscale_hp, d3rlpy_hp = shared_hyperparameters()
@@ -205,10 +259,7 @@ def main() -> None:
         "summary": summaries,
         "runs": runs,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2) + "\n")
-    print_table(summaries, args.updates)
-    print(f"wrote {args.out}")
+    write_results(payload, args.out)
 
 
 if __name__ == "__main__":
