@@ -189,9 +189,21 @@ SETUP_KEYS = ("dataset", "updates", "eval_episodes", "hyperparameters")
 """What results files must share for their runs to pool into one table."""
 
 
+def read_results(path: Path) -> dict:
+    """A results file this script wrote, or a clear exit naming what is wrong with it."""
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"cannot read results {path}: {exc}") from None
+    missing = [key for key in (*SETUP_KEYS, "transitions", "runs") if key not in payload]
+    if missing:
+        raise SystemExit(f"{path} is not a cql_hopper.py results file (no {', '.join(missing)})")
+    return payload
+
+
 def merge_results(paths: list[Path]) -> dict:
     """One payload holding every run of ``paths``, its summaries recomputed over all of them."""
-    payloads = [(path, json.loads(path.read_text())) for path in paths]
+    payloads = [(path, read_results(path)) for path in paths]
     first_path, first = payloads[0]
     runs: dict[str, list[dict]] = {}
     for path, payload in payloads:
@@ -233,6 +245,8 @@ def write_results(payload: dict, out: Path) -> None:
 def main() -> None:
     args = parse_args()
     if args.merge:
+        if args.out.resolve() in {path.resolve() for path in args.merge}:
+            raise SystemExit(f"--out {args.out} is one of the files to merge; pick another --out.")
         write_results(merge_results(args.merge), args.out)
         return
     if "d3rlpy" in args.peers and not D3RLPY_PYTHON.exists():
