@@ -1,4 +1,4 @@
-"""CQL on logged Hopper-v5 data: rlscale against d3rlpy on the very same transitions, 5 seeds.
+"""CQL on logged Hopper-v5 data: rlscale against d3rlpy on the very same transitions, 5 seeds a run.
 
     make bench-d3rlpy-venv     # once: d3rlpy pins gymnasium 1.0, so it gets .venv-d3rlpy
     .venv/bin/python benchmarks/cql_hopper.py --dataset hopper/medium-v0 [--root DIR] \
