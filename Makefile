@@ -79,7 +79,7 @@ $(D3RLPY_VENV)/.installed: benchmarks/d3rlpy/constraints.txt
 	touch $@
 
 # CQL against d3rlpy on a Hopper-v5 "medium" dataset. The dataset is collected once with a
-# Hopper PPO checkpoint of about a quarter to a third of expert return (see the README):
+# Hopper PPO checkpoint of about a quarter to a third of expert return (see docs/benchmarks.md):
 #   make bench-cql-hopper HOPPER_CHECKPOINT=runs/hopper-ppo-0/checkpoints/iter_000075
 # Then 10 seeds in two runs of 5 (about 50 min each) and the pooled table.
 HOPPER_DATASET ?= hopper/medium-v0

@@ -17,13 +17,13 @@ and seed runs alone in its own process (``cql_rlscale_peer.py`` in rlscale's ven
   evaluation episodes (start states) for both peers (``evaluation_episodes.py``); the standard
   error is over seeds, the independent runs.
 
-Both run rlscale's CQL defaults (``RlscaleCQLConfig``: learning rates, batch, tau, sampled
+Both run rlscale's CQL defaults (``CQLConfig``: learning rates, batch, tau, sampled
 actions, conservative weight 5 with no Lagrangian, twin critics, [64, 64] layers) mapped onto
 d3rlpy's names; rlscale's behavior-cloning warm-up is off, since d3rlpy's CQL has none.
 
-Writes benchmarks/results/cql_hopper.json and prints the README table. ``--merge`` trains
-nothing: it pools the runs of results files written with other seeds (same dataset, updates,
-evaluation and hyperparameters) into one table.
+Writes benchmarks/results/cql_hopper.json and prints the table of docs/benchmarks.md.
+``--merge`` trains nothing: it pools the runs of results files written with other seeds (same
+dataset, updates, evaluation and hyperparameters) into one table.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def shared_hyperparameters() -> tuple[dict, dict]:
         "n_action_samples": config.num_actions,
         "conservative_weight": config.min_q_weight,
         "n_critics": 2 if config.twin_q else 1,
-        "hidden_units": list(config.model_config["fcnet_hiddens"]),
+        "hidden_units": list(config.hidden_sizes),
         # Fixed conservative weight, as RLlib's non-Lagrangian CQL (see d3rlpy/cql_peer.py).
         "alpha_learning_rate": 0.0,
         "initial_alpha": 1.0,

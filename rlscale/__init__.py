@@ -14,9 +14,30 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["ExperimentSpec", "evaluate", "load_spec", "train", "tune", "__version__"]
+__all__ = [
+    "ExperimentSpec",
+    "collect_dataset",
+    "combine_datasets",
+    "dataset_info",
+    "download_dataset",
+    "evaluate",
+    "list_datasets",
+    "load_spec",
+    "train",
+    "tune",
+    "validate_dataset",
+    "__version__",
+]
 
 if TYPE_CHECKING:
+    from rlscale.platform.datasets_api import (
+        collect_dataset,
+        combine_datasets,
+        dataset_info,
+        download_dataset,
+        list_datasets,
+        validate_dataset,
+    )
     from rlscale.platform.evaluation import evaluate
     from rlscale.platform.runner import train
     from rlscale.platform.spec import ExperimentSpec, load_spec
@@ -29,6 +50,12 @@ _LAZY = {
     "train": "rlscale.platform.runner",
     "evaluate": "rlscale.platform.evaluation",
     "tune": "rlscale.platform.tuning.run",
+    "list_datasets": "rlscale.platform.datasets_api",
+    "dataset_info": "rlscale.platform.datasets_api",
+    "validate_dataset": "rlscale.platform.datasets_api",
+    "combine_datasets": "rlscale.platform.datasets_api",
+    "collect_dataset": "rlscale.platform.datasets_api",
+    "download_dataset": "rlscale.platform.datasets_api",
 }
 
 

@@ -28,6 +28,10 @@ err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 ADDRESS_HELP = "Ray cluster address (HOST:PORT); default RAY_ADDRESS, else an embedded local Ray."
+VERBOSE_HELP = (
+    "Also show Ray's own log lines and warnings here (they are always kept in the run folder's "
+    "ray.log)."
+)
 
 
 @app.command()
@@ -63,6 +67,7 @@ def train(
     dashboard: Annotated[
         bool, typer.Option(help="Start Ray's dashboard on 127.0.0.1 (embedded Ray only).")
     ] = False,
+    verbose: Annotated[bool, typer.Option(help=VERBOSE_HELP)] = False,
 ) -> None:
     """Train until a stop rule holds; print the final checkpoint's path last."""
     from rlscale.platform.runner import train as run_training
@@ -78,7 +83,9 @@ def train(
         stop={"reward": stop_reward, "iterations": stop_iters, "timesteps": stop_timesteps},
     )
     spec = load_spec(config, deep_merge(parse_assignments(set_ or []), overrides))
-    result = run_training(spec, address=address, console=err, dashboard=dashboard)
+    result = run_training(
+        spec, address=address, console=err, dashboard=dashboard, verbose=verbose
+    )
     final = result.final
     if final is not None:
         mean = f"{final.return_mean:.1f}" if final.has_return else "n/a (no episode finished)"
@@ -107,12 +114,14 @@ def evaluate(
     video: Annotated[Optional[Path], typer.Option(help="Record an mp4 per episode here.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for the evaluation episodes.")] = None,
     address: Annotated[Optional[str], typer.Option(help=ADDRESS_HELP)] = None,
+    verbose: Annotated[bool, typer.Option(help=VERBOSE_HELP)] = False,
 ) -> None:
     """Restore a checkpoint and report the mean and spread of greedy returns."""
     from rlscale.platform.evaluation import evaluate as run_evaluation
 
     result = run_evaluation(
-        checkpoint, episodes=episodes, video_dir=video, address=address, seed=seed
+        checkpoint, episodes=episodes, video_dir=video, address=address, seed=seed,
+        verbose=verbose,
     )
     err.print(
         f"{result.episodes} greedy episodes: mean return {result.mean_return:.2f} "
@@ -298,7 +307,7 @@ def datasets_collect(
     address: Annotated[Optional[str], typer.Option(help=ADDRESS_HELP)] = None,
 ) -> None:
     """Roll a policy out on Ray actors and write one Minari dataset (atomically)."""
-    from rlscale.platform.collection import collect_dataset
+    from rlscale.platform.datasets_api import collect_dataset
 
     result = collect_dataset(
         env=env,
@@ -326,9 +335,9 @@ def datasets_combine(
     root: Annotated[Optional[Path], typer.Option(help=ROOT_HELP)] = None,
 ) -> None:
     """Combine datasets of one environment into one mixed dataset."""
-    from rlscale.datasets.combine import combine
+    from rlscale.platform.datasets_api import combine_datasets
 
-    written = combine(sources, name, root=root)
+    written = combine_datasets(sources, name, root=root)
     err.print(f"{written.episodes} episodes, {written.steps:,} steps", highlight=False)
     print(written.data_dir.parent, flush=True)
 
@@ -336,12 +345,12 @@ def datasets_combine(
 @datasets_app.command("list")
 def datasets_list(root: Annotated[Optional[Path], typer.Option(help=ROOT_HELP)] = None) -> None:
     """List the local datasets, whoever wrote them."""
-    from rlscale.datasets.store import datasets_root, list_datasets
+    from rlscale.platform.datasets_api import UnreadableDataset, datasets_root, list_datasets
 
     table = Table("dataset", "env", "episodes", "steps", "size MB", "note")
     for entry in list_datasets(root):
-        if isinstance(entry, tuple):
-            table.add_row(entry[0], "", "", "", "", f"unreadable: {entry[1]}")
+        if isinstance(entry, UnreadableDataset):
+            table.add_row(entry.dataset_id, "", "", "", "", f"unreadable: {entry.problem}")
         else:
             table.add_row(
                 entry.dataset_id,
@@ -362,9 +371,9 @@ def datasets_info(
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Show a dataset's size, spaces, env, reference returns and provenance."""
-    from rlscale.datasets.store import summarize
+    from rlscale.platform.datasets_api import dataset_info
 
-    summary = summarize(dataset, root).to_dict()
+    summary = dataset_info(dataset, root).to_dict()
     if json_:
         print(json.dumps(summary), flush=True)
         return
@@ -381,15 +390,9 @@ def datasets_validate(
     root: Annotated[Optional[Path], typer.Option(help=ROOT_HELP)] = None,
 ) -> None:
     """Check dtypes, shapes, NaN/inf and episode boundaries; list every problem found."""
-    from rlscale.datasets.validate import validate_dataset
+    from rlscale.platform.datasets_api import validate_dataset
 
-    spaces = None
-    if env is not None:
-        from rlscale.envs import resolve_env
-
-        info = resolve_env(env)
-        spaces = (info.observation_space, info.action_space)
-    report = validate_dataset(dataset, root, env_spaces=spaces)
+    report = validate_dataset(dataset, root, env=env)
     if report.ok:
         print(f"ok: {report.episodes} episodes, {report.steps:,} steps, no problems found")
         return
@@ -407,9 +410,9 @@ def datasets_download(
     dataset: Annotated[str, typer.Argument(help="Remote Minari dataset id.")],
 ) -> None:
     """Fetch a remote Minari dataset with Minari's own download (needs a network)."""
-    from rlscale.datasets.store import download
+    from rlscale.platform.datasets_api import download_dataset
 
-    print(download(dataset), flush=True)
+    print(download_dataset(dataset), flush=True)
 
 
 def _flag_overrides(**flags: Any) -> dict[str, Any]:

@@ -60,3 +60,7 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
 
 class DatasetError(RlscaleError):
     """A dataset is missing, unreadable, invalid, or does not fit the environment or algorithm."""
+
+
+class PolicyError(RlscaleError):
+    """An expert or behaviour policy is unknown, cannot be restored, or cannot act in a space."""

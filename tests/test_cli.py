@@ -102,3 +102,26 @@ def test_incomplete_checkpoint_is_refused(tmp_path):
 def test_missing_algorithm_or_env(args, tmp_path):
     result = run_cli(*args, "--output", str(tmp_path))
     assert_clean_failure(result, "is required")
+
+
+def _ray_noise(text: str) -> list[str]:
+    return [line for line in text.splitlines() if "WARNING" in line or "Deprecat" in line]
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_keep_rays_own_messages_in_the_run_folder(tmp_path):
+    trained = run_cli(
+        "train", "ppo", "--env", "CartPole-v1", "--stop-iters", "1", "--seed", "0",
+        "--output", str(tmp_path), "--name", "quiet",
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert not _ray_noise(trained.stdout + trained.stderr), trained.stderr
+    assert "iter    1" in trained.stderr
+    ray_log = tmp_path / "quiet" / "ray.log"
+    assert _ray_noise(ray_log.read_text())  # Ray's start-up and deprecation notes, kept
+
+    checkpoint = Path(trained.stdout.strip().splitlines()[-1])
+    evaluated = run_cli("evaluate", str(checkpoint), "--episodes", "1", "--verbose")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert _ray_noise(evaluated.stderr)  # --verbose shows them, as before
+    assert "===== rlscale evaluate" in ray_log.read_text()  # and still keeps a copy

@@ -1,4 +1,5 @@
-"""Minari datasets: collection on Ray actors, atomic writes, listing, validation, bad input."""
+"""Minari datasets: collection on Ray actors, atomic writes, listing, validation, bad input,
+and the Python API (``rlscale.list_datasets``, ...) the CLI wraps."""
 
 from __future__ import annotations
 
@@ -13,22 +14,27 @@ import minari
 import numpy as np
 import pytest
 
+import rlscale
 from rlscale.algorithms import get_algorithm
-from rlscale.algorithms.offline import data as offline_data
-from rlscale.datasets.collect import CollectionRequest, collect
+from rlscale.algorithms.common import offline_data
+from rlscale.datasets.collect import CollectionRequest, CollectionResult, collect
 from rlscale.datasets.combine import combine
-from rlscale.datasets.policies import scripted_policy
 from rlscale.datasets.ray_data import read_transitions, to_learner_batch, transitions_dataset
 from rlscale.datasets.store import (
+    DatasetSummary,
+    DatasetWrite,
     EpisodeArrays,
+    UnreadableDataset,
     list_datasets,
     open_dataset,
     summarize,
     write_dataset,
 )
-from rlscale.datasets.validate import validate_dataset
+from rlscale.datasets.validate import ValidationReport, validate_dataset
 from rlscale.envs import make_env
-from rlscale.errors import DatasetError
+from rlscale.errors import CheckpointError, DatasetError, PolicyError, UnknownEnvironmentError
+from rlscale.platform import datasets_api
+from rlscale.policies import cartpole_balance, scripted_policy
 from tests.conftest import run_cli
 
 
@@ -167,8 +173,9 @@ def test_corrupt_data_file_is_a_clear_error(root):
     (written.data_dir / "main_data.hdf5").write_bytes(b"not hdf5 at all")
     with pytest.raises(DatasetError, match="cannot open|damaged"):
         validate_dataset("x/corrupt-v0")
-    listed = list_datasets(root)
-    assert isinstance(listed[0], tuple) and listed[0][0] == "x/corrupt-v0"
+    (listed,) = list_datasets(root)
+    assert isinstance(listed, UnreadableDataset) and listed.dataset_id == "x/corrupt-v0"
+    assert "cannot open" in listed.problem and listed.data_dir == written.data_dir
 
 
 def test_missing_dataset_names_where_it_looked(root):
@@ -236,6 +243,75 @@ def test_combine_refuses_different_spaces(root):
     with pytest.raises(DatasetError, match="cannot combine"):
         combine(["mix/cart-v0", "mix/pend-v0"], "mix/bad-v0")
     assert not (root / "mix" / "bad-v0").exists()
+
+
+def test_python_api_lists_describes_validates_and_combines(root):
+    _write(root, "api/a-v0", [_cartpole_episode(3)] * 2)
+    _write(root, "api/b-v0", [_cartpole_episode(4)])
+    broken = _write(root, "api/broken-v0", [_cartpole_episode()])
+    (broken.data_dir / "main_data.hdf5").write_bytes(b"garbage")
+
+    listed = rlscale.list_datasets(root)
+    assert [entry.dataset_id for entry in listed] == ["api/a-v0", "api/b-v0", "api/broken-v0"]
+    assert [(entry.episodes, entry.steps) for entry in listed[:2]] == [(2, 6), (1, 4)]
+    assert isinstance(listed[2], UnreadableDataset) and "damaged" in listed[2].problem
+    assert [entry.dataset_id for entry in rlscale.list_datasets()] == [
+        entry.dataset_id for entry in listed
+    ]  # the default root is MINARI_DATASETS_PATH
+
+    info = rlscale.dataset_info("api/a-v0", root)
+    assert isinstance(info, DatasetSummary)
+    assert (info.env, info.episodes, info.steps) == ("CartPole-v1", 2, 6)
+    assert info.to_dict()["path"] == str(root / "api" / "a-v0")
+
+    report = rlscale.validate_dataset("api/a-v0", root, env="CartPole-v1")
+    assert isinstance(report, ValidationReport) and report.ok and report.steps == 6
+    mismatch = rlscale.validate_dataset(str(root / "api" / "a-v0"), env="Pendulum-v1")
+    assert not mismatch.ok and len(mismatch.problems) == 2
+    with pytest.raises(UnknownEnvironmentError, match="Did you mean: CartPole-v1"):
+        rlscale.validate_dataset("api/a-v0", root, env="CartPol-v1")
+    with pytest.raises(DatasetError, match="cannot open"):
+        rlscale.validate_dataset("api/broken-v0", root)
+
+    written = rlscale.combine_datasets(["api/a-v0", "api/b-v0"], "api/both-v0", root=root)
+    assert isinstance(written, DatasetWrite) and (written.episodes, written.steps) == (3, 10)
+    combined = rlscale.dataset_info("api/both-v0", root)
+    assert combined.rlscale["sources"] == ["api/a-v0", "api/b-v0"]
+    with pytest.raises(DatasetError, match="already exists"):
+        rlscale.combine_datasets(["api/a-v0", "api/b-v0"], "api/both-v0", root=root)
+
+
+def test_python_api_collects_with_a_named_policy_or_a_factory(ray_local, root):
+    by_name = rlscale.collect_dataset(
+        "CartPole-v1", "cartpole_balance", episodes=2, dataset_id="api/named-v0", root=root
+    )
+    assert isinstance(by_name, CollectionResult) and by_name.mean_return == 500.0
+    by_factory = rlscale.collect_dataset(
+        "CartPole-v1", cartpole_balance, episodes=2, dataset_id="api/factory-v0", root=root
+    )
+    assert by_factory.write.steps == by_name.write.steps == 1000
+    provenance = rlscale.dataset_info("api/factory-v0", root).rlscale
+    assert provenance["policy"] == "cartpole_balance"
+
+
+def test_python_api_refuses_bad_policies_before_starting_ray(root):
+    with pytest.raises(PolicyError, match="Did you mean: cartpole_balance"):
+        rlscale.collect_dataset("CartPole-v1", "cartpole_balanse", 2, "api/x-v0", root=root)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        rlscale.collect_dataset("CartPole-v1", "/no/such/ckpt", 2, "api/x-v0", root=root)
+
+
+def test_every_dataset_function_is_exported_lazily():
+    for name in (
+        "list_datasets",
+        "dataset_info",
+        "validate_dataset",
+        "combine_datasets",
+        "collect_dataset",
+        "download_dataset",
+    ):
+        assert getattr(rlscale, name) is getattr(datasets_api, name)
+        assert name in rlscale.__all__
 
 
 def test_transitions_stream_through_ray_data(ray_local, root, monkeypatch):

@@ -10,10 +10,10 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import DEFAULT_MODULE_ID
 
 import rlscale
-from rlscale.algorithms.value_based.dqn import RlscaleDQNConfig
-from rlscale.algorithms.value_based.module import RlscaleDQNModule
-from rlscale.modules.mlp import build_mlp
-from rlscale.modules.q_network import QNetwork
+from rlscale.algorithms.value_based.dqn import DQNConfig
+from rlscale.modules.networks.mlp import build_mlp
+from rlscale.modules.networks.q_network import QNetwork
+from rlscale.modules.rl_modules.discrete_q import DiscreteQModule
 
 OBS_SPACE = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
 ACTION_SPACE = gym.spaces.Discrete(3)
@@ -44,15 +44,13 @@ def test_mlp_rejects_unknown_activation():
 
 
 def build_learner(**model_config):
-    config = RlscaleDQNConfig().environment(
-        observation_space=OBS_SPACE, action_space=ACTION_SPACE
-    )
+    config = DQNConfig().environment(observation_space=OBS_SPACE, action_space=ACTION_SPACE)
     if model_config:
         config.rl_module(model_config=model_config)
     return config.build_learner()
 
 
-def hidden_widths(module: RlscaleDQNModule) -> list[int]:
+def hidden_widths(module: DiscreteQModule) -> list[int]:
     trunk = module.q_network.trunk
     return [layer.out_features for layer in trunk if isinstance(layer, torch.nn.Linear)]
 
@@ -60,9 +58,9 @@ def hidden_widths(module: RlscaleDQNModule) -> list[int]:
 def test_learner_module_is_rlscale_q_network_with_a_frozen_target_copy():
     learner = build_learner()
     module = learner.module[DEFAULT_MODULE_ID]
-    assert isinstance(module, RlscaleDQNModule)
+    assert isinstance(module, DiscreteQModule)
     assert hidden_widths(module) == [256, 256]
-    (online, target), = module.get_target_network_pairs()
+    ((online, target),) = module.get_target_network_pairs()
     assert online is module.q_network and target is not online
     assert not any(p.requires_grad for p in target.parameters())
     observations = torch.randn(6, 4)
@@ -78,6 +76,14 @@ def test_user_model_config_overrides_one_key_and_keeps_the_other_defaults():
     assert isinstance(module.q_network.trunk[1], torch.nn.ReLU)
 
 
+def test_hidden_sizes_and_activation_shape_the_q_network():
+    config = DQNConfig().environment(observation_space=OBS_SPACE, action_space=ACTION_SPACE)
+    config.training(hidden_sizes=[16, 8], activation="tanh")
+    module = config.build_learner().module[DEFAULT_MODULE_ID]
+    assert hidden_widths(module) == [16, 8]
+    assert isinstance(module.q_network.trunk[1], torch.nn.Tanh)
+
+
 def test_greedy_inference_takes_the_argmax_action():
     module = build_learner().module[DEFAULT_MODULE_ID]
     observations = torch.randn(7, 4)
@@ -87,7 +93,7 @@ def test_greedy_inference_takes_the_argmax_action():
 
 
 def test_distributional_dqn_is_refused_with_a_clear_message():
-    config = RlscaleDQNConfig().environment("CartPole-v1").training(num_atoms=51)
+    config = DQNConfig().environment("CartPole-v1").training(num_atoms=51)
     with pytest.raises(ValueError, match="distributional"):
         config.validate()
 

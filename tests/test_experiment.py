@@ -82,3 +82,55 @@ def test_placement_resolves_auto_gpus_and_checks_cpus():
     prepared = prepare(spec(resources={"num_env_runners": 3}))
     with pytest.raises(RlscaleError, match="needs 3 CPUs"):
         place_on_cluster(prepared.config, prepared.spec, cluster_cpus=2, cluster_gpus=0)
+
+
+def test_dataset_given_to_an_online_algorithm_is_refused():
+    with pytest.raises(SpecError, match="ppo takes no dataset; drop --dataset.*cql_discrete"):
+        prepare(spec(dataset="some/dataset-v0"))
+
+
+@pytest.fixture
+def expert_algorithm(monkeypatch):
+    """A registered algorithm that takes an expert as well as the environment."""
+    from rlscale.algorithms import registry
+    from rlscale.algorithms.registry import AlgorithmEntry, Input
+
+    ppo = registry.get_algorithm("ppo")
+
+    def config_with_expert():
+        config = ppo.make_config()
+        config.expert = None
+        return config
+
+    entry = AlgorithmEntry(
+        name="expert_probe",
+        family="imitation",
+        summary="a PPO that is handed an expert (test only)",
+        config_class=config_with_expert,
+        inputs=(Input.ENVIRONMENT, Input.EXPERT),
+    )
+    monkeypatch.setitem(registry._REGISTRY, entry.name, entry)
+    return entry
+
+
+def test_an_expert_input_is_checked_and_handed_to_the_config(expert_algorithm):
+    prepared = prepare(spec(algorithm="expert_probe", expert="cartpole_balance"))
+    assert prepared.config.expert == "cartpole_balance"
+    with pytest.raises(SpecError, match="expert_probe needs an expert"):
+        prepare(spec(algorithm="expert_probe"))
+    with pytest.raises(RlscaleError, match="cartpole_balanse.*cartpole_balance"):
+        prepare(spec(algorithm="expert_probe", expert="cartpole_balanse"))
+    with pytest.raises(SpecError, match="ppo takes no expert.*expert_probe"):
+        prepare(spec(expert="cartpole_balance"))
+
+
+def test_an_expert_checkpoint_must_exist_and_fit_the_env(expert_algorithm, tmp_path):
+    from rlscale.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="not a complete rlscale checkpoint"):
+        prepare(spec(algorithm="expert_probe", expert=str(tmp_path)))
+
+
+def test_the_expert_key_stays_out_of_specs_that_do_not_use_it():
+    assert "expert" not in spec().to_yaml()
+    assert "expert: cartpole_balance" in spec(expert="cartpole_balance").to_yaml()

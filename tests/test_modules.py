@@ -1,4 +1,4 @@
-"""Shared torch building blocks: the critic ensemble and the squashed-Gaussian policy."""
+"""Shared torch building blocks: the critic ensemble and the squashed Gaussian."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import torch
 from torch.distributions import Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
 
-from rlscale.modules.ensemble import EnsembleMLP
-from rlscale.modules.squashed_gaussian import SquashedGaussianPolicy
+from rlscale.modules.distributions.squashed_gaussian import (
+    SquashedGaussian,
+    SquashedGaussianPolicy,
+)
+from rlscale.modules.networks.ensemble import EnsembleMLP
 
 
 def _member_as_sequential(ensemble: EnsembleMLP, member: int) -> torch.nn.Sequential:
@@ -62,15 +65,15 @@ def test_squashed_gaussian_log_likelihood_matches_torch_tanh_transform():
     policy = SquashedGaussianPolicy(observation_dim=4, action_dim=3, hidden_sizes=[16])
     observations = torch.randn(10, 4)
     distribution = policy(observations)
-    actions, logps = distribution.rsample(5)
+    actions, logps = distribution.rsample_and_logp(sample_shape=(5,))
     assert actions.shape == (5, 10, 3) and logps.shape == (5, 10)
     assert actions.abs().max() < 1.0
     reference = TransformedDistribution(
         Normal(distribution.mean, distribution.log_std.exp()), [TanhTransform()]
     )
     torch.testing.assert_close(logps, reference.log_prob(actions).sum(-1), rtol=1e-4, atol=1e-4)
-    # log_prob of given actions agrees with the sampler's (the behavior-cloning path).
-    torch.testing.assert_close(distribution.log_prob(actions[0]), logps[0], rtol=1e-4, atol=1e-4)
+    # logp of given actions agrees with the sampler's (the behavior-cloning path).
+    torch.testing.assert_close(distribution.logp(actions[0]), logps[0], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(distribution.greedy(), torch.tanh(distribution.mean))
 
 
@@ -79,7 +82,18 @@ def test_squashed_gaussian_stays_finite_on_saturated_and_boundary_actions():
     with torch.no_grad():
         policy.mean.bias.fill_(30.0)  # tanh(30) == 1.0 in float32
     distribution = policy(torch.zeros(3, 2))
-    _, logps = distribution.rsample(4)
+    _, logps = distribution.rsample_and_logp(sample_shape=(4,))
     assert torch.isfinite(logps).all()
     # Logged actions exactly on the bounds (clipped PPO actions) keep a finite likelihood.
-    assert torch.isfinite(distribution.log_prob(torch.tensor([[1.0], [-1.0], [0.0]]))).all()
+    assert torch.isfinite(distribution.logp(torch.tensor([[1.0], [-1.0], [0.0]]))).all()
+
+
+def test_one_squashed_gaussian_serves_the_learner_and_the_env_runner():
+    logits = torch.tensor([[3.0, 0.0], [-0.5, 0.0]])  # pre-tanh mean, log-std
+    distribution = SquashedGaussian.from_logits(logits)
+    # The EnvRunner's greedy action (RLlib's to_deterministic) is the learner's tanh(mean).
+    torch.testing.assert_close(distribution.to_deterministic().sample(), distribution.greedy())
+    # Exploration samples lie inside the bounds and have a finite likelihood.
+    sampled = distribution.sample()
+    assert sampled.shape == (2, 1) and sampled.abs().max() <= 1.0
+    assert torch.isfinite(distribution.logp(sampled)).all()

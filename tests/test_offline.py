@@ -11,16 +11,16 @@ from minari.serialization import serialize_space
 
 import rlscale
 from rlscale.algorithms import get_algorithm
-from rlscale.algorithms.offline import data as offline_data
-from rlscale.algorithms.offline.common import PREFETCH_THREAD_NAME
-from rlscale.algorithms.offline.data import LEARNER_BATCH_KEYS, _normalized_action_bounds
+from rlscale.algorithms.common import offline_data
+from rlscale.algorithms.common.offline import PREFETCH_THREAD_NAME
+from rlscale.algorithms.common.offline_data import LEARNER_BATCH_KEYS, _normalized_action_bounds
 from rlscale.datasets.collect import CollectionRequest, collect
-from rlscale.datasets.policies import scripted_policy
 from rlscale.datasets.ray_data import to_learner_batch, to_unit_range
 from rlscale.envs import make_env
 from rlscale.errors import DatasetError, SpecError
-from rlscale.platform.collection import collect_dataset
+from rlscale.platform.datasets_api import collect_dataset
 from rlscale.platform.experiment import prepare
+from rlscale.policies import scripted_policy
 from tests.conftest import mean_std_filter_stats, run_cli
 
 EVERY_OFFLINE_ALGORITHM = [
@@ -253,7 +253,7 @@ def test_cql_target_networks_move_by_tau_after_every_update(monkeypatch):
     from ray.rllib.core.columns import Columns
     from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 
-    from rlscale.algorithms.offline import cql_learner
+    from rlscale.algorithms.offline.cql import learner as cql_learner
 
     config = get_algorithm("cql").make_config().training(tau=0.5)
     spaces = (gym.spaces.Box(-1.0, 1.0, (3,)), gym.spaces.Box(-2.0, 2.0, (1,)))
@@ -428,7 +428,7 @@ def test_cql_steps_each_optimizer_like_adam_and_zeroes_non_finite_gradients():
 def test_cql_clones_the_data_for_bc_iters_updates_then_follows_q():
     import torch
 
-    from rlscale.algorithms.offline import cql_module as out_keys
+    from rlscale.algorithms.offline.cql import module as out_keys
 
     learner = _cql_learner(bc_iters=3)
     rows, samples = 4, learner.config.num_actions
@@ -484,14 +484,14 @@ def test_cql_bootstraps_from_the_greedy_next_action_by_default(target_action):
         )
         q_target_next = module.forward_train(batch)["q_target_next"]
     # The mean keeps the target on the policy's own action; a sample of the (wide) policy
-    # lands elsewhere. Sampled targets let Q diverge on Hopper data (README).
+    # lands elsewhere. Sampled targets let Q diverge on Hopper data.
     assert torch.allclose(q_target_next, at_greedy) == (target_action == "mean")
 
 
 def test_cql_greedy_action_is_the_squashed_mean_inside_the_bounds():
     import torch
 
-    from rlscale.algorithms.offline.cql_module import SquashedGaussian
+    from rlscale.modules.distributions.squashed_gaussian import SquashedGaussian
 
     logits = torch.tensor([[3.0, 0.0], [-0.5, 0.0]])  # pre-tanh mean, log-std
     greedy = SquashedGaussian.from_logits(logits).to_deterministic().sample()
@@ -507,7 +507,7 @@ def test_checkpoint_policy_filters_observations_and_maps_actions_onto_the_bounds
     import torch
     from ray.rllib.core.columns import Columns
 
-    from rlscale.platform.collection import CheckpointPolicy
+    from rlscale.policies import CheckpointPolicy
 
     result = rlscale.train(
         rlscale.ExperimentSpec(
@@ -537,3 +537,44 @@ def test_checkpoint_policy_filters_observations_and_maps_actions_onto_the_bounds
             out = module.forward_inference({Columns.OBS: torch.as_tensor(filtered[None])})
         unit = np.clip(out[Columns.ACTION_DIST_INPUTS][0, :1].numpy(), -1, 1)  # Gaussian mean
         np.testing.assert_allclose(act(observation, None), 2.0 * unit, rtol=1e-4, atol=1e-5)
+
+
+def _linear_widths(network) -> list[int]:
+    import torch
+
+    return [layer.out_features for layer in network.modules() if isinstance(layer, torch.nn.Linear)]
+
+
+def test_discrete_cql_and_dqn_build_the_same_q_module():
+    from rlscale.algorithms.offline import DiscreteCQLConfig
+    from rlscale.algorithms.value_based import DQNConfig
+    from rlscale.modules.rl_modules.discrete_q import DiscreteQModule
+
+    for config_class in (DQNConfig, DiscreteCQLConfig):
+        spec = config_class().environment("CartPole-v1").get_rl_module_spec()
+        assert spec.module_class is DiscreteQModule
+
+
+def test_cql_accepts_its_target_action_through_training():
+    from rlscale.algorithms.offline import CQLConfig
+
+    config = CQLConfig().training(target_action="sample", deterministic_backup=False)
+    assert config.target_action == "sample"
+    assert config.model_config["target_action"] == "sample"
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "env"),
+    [("cql", "Pendulum-v1"), ("cql_discrete", "CartPole-v1"), ("bc", "CartPole-v1")],
+)
+def test_hidden_sizes_set_the_width_of_every_offline_network(algorithm, env):
+    config = get_algorithm(algorithm).make_config().environment(env)
+    config.training(hidden_sizes=[24, 12])
+    module = config.get_rl_module_spec(env=make_env(env)).build()
+    if algorithm == "cql":
+        assert _linear_widths(module.policy.trunk) == [24, 12]
+        assert [layer.weight.shape[-1] for layer in module.critics.layers] == [24, 12, 1]
+    elif algorithm == "cql_discrete":
+        assert _linear_widths(module.q_network.trunk) == [24, 12]
+    else:  # RLlib's BC module reads the same width under RLlib's names
+        assert _linear_widths(module._encoder) == [24, 12]

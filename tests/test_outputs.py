@@ -1,8 +1,11 @@
-"""Run outputs and stop rules, on hand-made RLlib results (no Ray)."""
+"""Run outputs, stop rules and the iteration step, on hand-made RLlib results (no Ray)."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,6 +15,8 @@ from rlscale.platform.episode_stats import (
     EPISODE_RETURNS_KEY,
     EpisodeWindow,
 )
+from rlscale.platform.experiment import PreparedExperiment
+from rlscale.platform.iteration import IterationStep, first_stop_reason
 from rlscale.platform.outputs import (
     CHECKPOINT_MARKER,
     IterationMetrics,
@@ -19,8 +24,7 @@ from rlscale.platform.outputs import (
     read_checkpoint,
 )
 from rlscale.platform.plots import plot_learning_curve
-from rlscale.platform.runner import first_stop_reason
-from rlscale.platform.spec import StopRules
+from rlscale.platform.spec import ExperimentSpec, StopRules
 
 
 def result(iteration: int, steps: int, returns, lengths) -> dict:
@@ -120,3 +124,99 @@ def test_plot_without_finished_episodes_still_writes_a_png(tmp_path):
     path = plot_learning_curve([metrics], tmp_path / "curve.png", "empty")
     assert path.read_bytes()[:4] == b"\x89PNG"
     assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]
+
+
+class FakeAlgorithm:
+    """Hands out ready-made RLlib results, one per ``train()``."""
+
+    def __init__(self, results: list[dict]):
+        self._results = iter(results)
+        self.stopped = False
+
+    def train(self) -> dict:
+        return next(self._results)
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+class FakeConfig:
+    num_learners = 1  # remote Learners: the step leaves this process's torch threads alone
+    evaluation_duration = 2
+
+    def __init__(self, results: list[dict]):
+        self.algorithm = FakeAlgorithm(results)
+
+    def build_algo(self) -> FakeAlgorithm:
+        return self.algorithm
+
+
+def fake_experiment(results: list[dict], offline: bool) -> PreparedExperiment:
+    spec = ExperimentSpec(algorithm="bc", env="CartPole-v1", stop={"iterations": 3})
+    dataset = SimpleNamespace(ref_min_score=0.0, ref_max_score=10.0) if offline else None
+    return PreparedExperiment(
+        spec=spec, algorithm=None, env=None, config=FakeConfig(results), dataset=dataset
+    )
+
+
+def offline_result(iteration: int, evaluated: list[float] | None) -> dict:
+    """Training episodes never count offline; only the evaluation section's do."""
+    raw = result(iteration, 0, [1000.0], [1000])
+    if evaluated is not None:
+        raw["evaluation"] = result(iteration, 0, evaluated, [5] * len(evaluated))
+    return raw
+
+
+def test_offline_step_reports_the_latest_evaluation_and_its_normalized_score():
+    step = IterationStep(fake_experiment([
+        offline_result(1, [4.0, 6.0]), offline_result(2, None), offline_result(3, [2.0, 7.0, 9.0]),
+    ], offline=True))
+    first, second, third = step(), step(), step()
+    assert (first.metrics.return_mean, first.metrics.normalized_return) == (5.0, 50.0)
+    assert first.metrics.episode_len_mean == 5.0 and first.stop_reason is None
+    assert second.metrics.return_mean == 5.0  # no evaluation ran: still the last one's
+    # The window holds one evaluation's episodes (evaluation_duration), not 100.
+    assert (third.metrics.return_mean, third.metrics.normalized_return) == (8.0, 80.0)
+    assert third.stop_reason == "3 iterations"
+    assert "evaluation" in third.result
+    step.stop()
+    assert step.algo.stopped
+
+
+def test_online_step_counts_training_episodes_and_takes_an_iteration_number():
+    step = IterationStep(fake_experiment([result(1, 100, [10.0, 30.0], [10, 30])], offline=False))
+    outcome = step(iteration=7)
+    assert outcome.metrics.iteration == 7 and outcome.metrics.return_mean == 20.0
+    assert math.isnan(outcome.metrics.normalized_return)
+    assert outcome.stop_reason == "7 iterations"
+
+
+def test_step_state_survives_a_checkpoint_round_trip():
+    results = [offline_result(1, [4.0, 6.0]), offline_result(2, None)]
+    before = IterationStep(fake_experiment(results[:1], offline=True))
+    before()
+    state = json.loads(json.dumps(before.state(), allow_nan=True))
+    after = IterationStep(fake_experiment(results[1:], offline=True))
+    after.load_state(state)
+    assert list(after.window.returns) == [4.0, 6.0] and after.window.returns.maxlen == 2
+    assert after.previous == before.previous
+    assert after.time_s() >= state["time_s"]
+    resumed = after()
+    # The restored window, clock and previous row carry on as if never interrupted.
+    assert resumed.metrics.return_mean == 5.0 and resumed.metrics.time_s >= state["time_s"]
+
+
+def test_evaluate_logs_ray_into_the_checkpoints_run_folder(tmp_path):
+    from rlscale.platform.evaluation import evaluation_log
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    assert evaluation_log(run / "checkpoint_final") == run / "ray.log"
+    assert evaluation_log(run / "checkpoints" / "iter_000004") == run / "ray.log"
+    assert evaluation_log(tmp_path / "sweep" / "trial_1" / "checkpoint_000002") is None  # absent
+    run.chmod(0o555)
+    try:
+        if not os.access(run, os.W_OK):  # root writes anywhere
+            assert evaluation_log(run / "checkpoint_final") is None
+    finally:
+        run.chmod(0o755)

@@ -9,13 +9,14 @@ import torch
 
 import rlscale
 from rlscale.algorithms import get_algorithm
+from rlscale.algorithms.policy_gradient import A2CConfig, PPOConfig, TRPOConfig
 from rlscale.algorithms.policy_gradient.trpo_step import (
     conjugate_gradient,
     conjugate_gradient_step,
     flat_parameters,
 )
 from rlscale.errors import IncompatibleSpaceError
-from rlscale.modules.actor_critic import ActorCritic, ActorCriticShape
+from rlscale.modules.networks.actor_critic import ActorCritic, ActorCriticShape
 from rlscale.platform.experiment import prepare
 from tests.conftest import mean_std_filter_stats
 
@@ -163,6 +164,43 @@ def test_defaults_follow_the_action_space_and_user_values_win():
         )
     ).config
     assert mine.gamma == 0.5
+
+
+CONFIGS = {"a2c": A2CConfig, "trpo": TRPOConfig, "ppo": PPOConfig}
+
+
+def test_rlscale_keys_are_accepted_by_training():
+    assert TRPOConfig().training(max_kl=0.05).max_kl == 0.05
+    ppo = PPOConfig().training(target_kl=0.01, value_clip_param=0.2, hidden_sizes=[32])
+    assert (ppo.target_kl, ppo.value_clip_param) == (0.01, 0.2)
+    assert ppo.model_config["hidden_sizes"] == [32]
+
+
+def test_trpo_max_kl_is_one_default_for_both_action_spaces():
+    assert TRPOConfig().max_kl == 0.02
+    assert TRPOConfig().environment("Pendulum-v1").max_kl == 0.02
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_bare_config_is_what_a_discrete_env_runs_but_acts_in_bounds(name):
+    bare = CONFIGS[name]().to_dict()
+    on_env = CONFIGS[name]().environment("CartPole-v1").to_dict()
+    differing = {k for k, v in on_env.items() if bare.get(k) != v and not k.startswith("_rlscale")}
+    # RLlib's action normalization stays on until the config knows its actions are Discrete.
+    assert differing == {"env", "normalize_actions"}
+    assert bare["normalize_actions"] is True
+
+
+def test_config_applies_box_defaults_itself_and_user_values_win():
+    box = PPOConfig().environment("Pendulum-v1")
+    assert (box.gamma, box.lambda_, box.train_batch_size_per_learner) == (0.95, 0.95, 2048)
+    assert box.normalize_actions is True
+    assert box.initial_log_std == pytest.approx(-0.5)
+    assert box.model_config["initial_log_std"] == pytest.approx(-0.5)
+    assert PPOConfig().training(gamma=0.9).environment("Pendulum-v1").gamma == 0.9
+    # Back on a Discrete env, the Box values go away again.
+    again = PPOConfig().environment("Pendulum-v1").environment("CartPole-v1")
+    assert (again.gamma, again.normalize_actions) == (PPOConfig().gamma, False)
 
 
 @pytest.mark.parametrize("name", ALGORITHMS)
@@ -329,4 +367,3 @@ def test_observation_normalization_filters_and_travels_in_checkpoints(ray_local,
         restored.stop()
     assert loaded.n == running.n
     np.testing.assert_allclose(loaded.mean, running.mean)
-

@@ -14,16 +14,17 @@ from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 import rlscale
-from rlscale.algorithms.tabular.config import QLearningConfig, SarsaConfig, TabularConfig
 from rlscale.algorithms.tabular.grid_policy import FROZEN_LAKE_ARROWS, policy_arrows
-from rlscale.algorithms.tabular.learner import HAS_NEXT_ACTION, NEXT_ACTIONS
-from rlscale.algorithms.tabular.module import (
+from rlscale.algorithms.tabular.q_learning import QLearningConfig
+from rlscale.algorithms.tabular.sarsa import SarsaConfig
+from rlscale.algorithms.tabular.td import TabularConfig
+from rlscale.algorithms.tabular.transitions import HAS_NEXT_ACTION, NEXT_ACTIONS, TransitionBuilder
+from rlscale.errors import IncompatibleSpaceError
+from rlscale.modules.rl_modules.tabular_q import (
     EpsilonSchedule,
     TabularQModule,
     epsilon_greedy_actions,
 )
-from rlscale.algorithms.tabular.transitions import TransitionBuilder
-from rlscale.errors import IncompatibleSpaceError
 from rlscale.platform.experiment import prepare
 
 N_STATES, N_ACTIONS = 5, 3
@@ -250,6 +251,22 @@ def test_sarsa_expected_is_a_hyperparameter():
     )
     assert prepared.config.td_target() == "expected"
     assert prepared.config.lr == [[0, 0.5], [1000, 0.1]]
+
+
+def test_tabular_keys_are_accepted_by_training():
+    config = SarsaConfig().training(expected=True, epsilon_end=0.1, initial_q=1.0)
+    assert config.td_target() == "expected"
+    assert (config.epsilon_end, config.initial_q) == (0.1, 1.0)
+    assert config.model_config["initial_q"] == 1.0
+    assert QLearningConfig().training(epsilon_decay_steps=5).epsilon_decay_steps == 5
+
+
+@pytest.mark.parametrize("config_class", [QLearningConfig, SarsaConfig])
+def test_bare_config_is_what_a_discrete_env_runs(config_class):
+    bare = config_class().to_dict()
+    on_env = config_class().environment("FrozenLake-v1").to_dict()
+    differing = {k for k, v in on_env.items() if bare.get(k) != v and not k.startswith("_rlscale")}
+    assert differing == {"env"}
 
 
 # --- episodes -> transitions ----------------------------------------------------------------

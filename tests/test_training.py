@@ -202,7 +202,7 @@ def test_a_learner_in_the_driver_gets_one_torch_thread_per_reserved_cpu():
     import torch
 
     from rlscale.algorithms import get_algorithm
-    from rlscale.platform.runner import _size_local_learner_threads
+    from rlscale.platform.iteration import _size_local_learner_threads
 
     before = torch.get_num_threads()
     try:

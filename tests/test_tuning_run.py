@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rlscale.platform.spec import load_spec
@@ -76,6 +77,79 @@ def test_asha_sweep_ranks_trials_and_writes_best_spec_checkpoint_and_curves(tmp_
     from rlscale.platform.evaluation import evaluate
 
     assert evaluate(best_checkpoint, episodes=3).episodes == 3
+
+
+OFFLINE_SWEEP = """\
+algorithm: bc
+env: CartPole-v1
+env_config: {{max_episode_steps: {horizon}}}
+dataset: {dataset}
+seed: 0
+stop: {{iterations: 2}}
+checkpoint: {{every: 0}}
+hyperparameters:
+  evaluation_interval: 1
+  evaluation_duration: 2
+  dataset_num_iters_per_learner: 2
+  train_batch_size_per_learner: 32
+tune:
+  param_space:
+    hyperparameters.lr: {{choice: [0.001]}}
+"""
+EVALUATION_HORIZON = 5
+"""CartPole cannot fall within 5 steps, so every evaluation episode returns exactly 5."""
+
+
+def _tiny_cartpole_dataset(folder: Path) -> Path:
+    """Four 20-step CartPole episodes of a balancing rule, with reference returns 0 and 10."""
+    import gymnasium as gym
+
+    from rlscale.datasets.store import EpisodeArrays, write_dataset
+
+    env = gym.make("CartPole-v1")
+    episodes = []
+    for seed in range(4):
+        observations = [env.reset(seed=seed)[0]]
+        actions, rewards = [], []
+        for _ in range(20):
+            _, _, theta, theta_dot = observations[-1]
+            actions.append(int(theta + 0.5 * theta_dot > 0))
+            observation, reward, *_ = env.step(actions[-1])
+            observations.append(observation)
+            rewards.append(reward)
+        episodes.append(EpisodeArrays(
+            observations=np.array(observations, dtype=np.float32),
+            actions=np.array(actions, dtype=np.int64),
+            rewards=np.array(rewards, dtype=np.float64),
+            terminations=np.zeros(20, dtype=bool),
+            truncations=np.array([False] * 19 + [True]),
+        ))
+    written = write_dataset(
+        "cartpole/tiny-v0", episodes, env.observation_space, env.action_space, env.spec,
+        {"ref_min_score": 0.0, "ref_max_score": 10.0}, root=folder,
+    )
+    return written.data_dir.parent
+
+
+def test_offline_sweep_reports_the_returns_of_its_evaluations(tmp_path, ray_local):
+    """BC trials report each evaluation's mean return, as `rlscale train` does, not NaN."""
+    from rlscale.platform.tuning.run import tune
+
+    sweep = tmp_path / "offline.yaml"
+    sweep.write_text(OFFLINE_SWEEP.format(
+        horizon=EVALUATION_HORIZON, dataset=_tiny_cartpole_dataset(tmp_path / "datasets")
+    ))
+    result = tune(sweep, name="offline", output=tmp_path)
+    assert [trial.status for trial in result.trials] == ["TERMINATED"]
+    assert result.best is not None and result.best.metric == EVALUATION_HORIZON
+    with (result.best.path / "progress.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["iteration"]) for row in rows] == [1, 2]
+    for row in rows:
+        assert float(row["return_mean"]) == EVALUATION_HORIZON
+        assert float(row["episode_len_mean"]) == EVALUATION_HORIZON
+        # 100 (R - R_random) / (R_collector - R_random) with the dataset's references 0 and 10.
+        assert float(row["normalized_return"]) == pytest.approx(50.0)
 
 
 def _terminated_trials(experiment: Path) -> set[str]:

@@ -2,6 +2,8 @@
 
 from rlscale.algorithms.registry import (
     AlgorithmEntry,
+    Input,
+    algorithms_taking,
     apply_hyperparameters,
     check_spaces,
     get_algorithm,
@@ -11,6 +13,8 @@ from rlscale.algorithms.registry import (
 
 __all__ = [
     "AlgorithmEntry",
+    "Input",
+    "algorithms_taking",
     "apply_hyperparameters",
     "check_spaces",
     "get_algorithm",

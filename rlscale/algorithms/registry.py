@@ -2,6 +2,10 @@
 
 Each family package registers its algorithms on import; :func:`get_algorithm` and
 :func:`list_algorithms` import them all first, so callers never depend on import order.
+
+An entry also declares the inputs its algorithm takes (:class:`Input`: the environment to
+sample, a dataset, an expert, or several); the platform prepares each kind of input through one
+hook of its own and never imports a family.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -32,6 +37,18 @@ PolicyDescriber = Callable[[Any, gym.Env], str | None]
 """(restored RLModule, the environment) -> a text picture of the greedy policy, or None."""
 
 
+class Input(str, Enum):
+    """A kind of input an algorithm trains from; an entry lists the ones it takes."""
+
+    ENVIRONMENT = "environment"
+    """Samples the environment while training. Every algorithm acts in the environment to be
+    evaluated; this input means it also learns from its own rollouts."""
+    DATASET = "dataset"
+    """Trains from a Minari dataset (the spec's ``dataset``, ``--dataset``)."""
+    EXPERT = "expert"
+    """Queries an expert policy (the spec's ``expert``: a scripted policy or a checkpoint)."""
+
+
 @dataclass(frozen=True)
 class AlgorithmEntry:
     name: str
@@ -41,8 +58,20 @@ class AlgorithmEntry:
     space_checks: tuple[SpaceCheck, ...] = field(default_factory=tuple)
     describe_policy: PolicyDescriber | None = None
     """Optional: `rlscale evaluate` prints what it returns (e.g. a grid of arrows)."""
-    offline: bool = False
-    """Trains from a dataset (`--dataset`) instead of sampling the environment."""
+    inputs: tuple[Input, ...] = (Input.ENVIRONMENT,)
+    """What the algorithm trains from; the platform prepares each (see :class:`Input`)."""
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise ValueError(f"algorithm {self.name!r} declares no inputs")
+
+    def takes(self, kind: Input) -> bool:
+        return kind in self.inputs
+
+    @property
+    def offline(self) -> bool:
+        """Trains from a dataset alone, never from its own rollouts."""
+        return self.takes(Input.DATASET) and not self.takes(Input.ENVIRONMENT)
 
     def make_config(self) -> AlgorithmConfig:
         """A fresh config carrying rlscale's defaults for this algorithm."""
@@ -73,6 +102,11 @@ def _load_families() -> None:
 def list_algorithms() -> list[AlgorithmEntry]:
     _load_families()
     return sorted(_REGISTRY.values(), key=lambda entry: (entry.family, entry.name))
+
+
+def algorithms_taking(kind: Input) -> list[str]:
+    """Names of the registered algorithms that take ``kind`` of input."""
+    return [entry.name for entry in list_algorithms() if entry.takes(kind)]
 
 
 def get_algorithm(name: str) -> AlgorithmEntry:

@@ -20,7 +20,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from rlscale.datasets.policies import Noisy, PolicyFactory, random_policy
 from rlscale.datasets.store import (
     RLSCALE_KEY,
     DatasetWrite,
@@ -30,6 +29,7 @@ from rlscale.datasets.store import (
     write_dataset,
 )
 from rlscale.errors import DatasetError
+from rlscale.policies import Noisy, Policy, PolicyFactory, random_policy
 
 EPISODES_PER_CHUNK = 5
 RANDOM_REFERENCE_EPISODES = 20
@@ -117,7 +117,7 @@ class RolloutWorker:
         return float(np.mean([run_episode(self.env, self.random, s).total_return for s in seeds]))
 
 
-def run_episode(env: gym.Env, policy, seed: int) -> EpisodeArrays:
+def run_episode(env: gym.Env, policy: Policy, seed: int) -> EpisodeArrays:
     """One whole episode (to termination or truncation) with env and action seeds ``seed``."""
     rng = np.random.default_rng(seed)
     observation, _ = env.reset(seed=seed)

@@ -286,16 +286,26 @@ def summarize(name_or_path: str | Path, root: str | Path | None = None) -> Datas
     )
 
 
-def list_datasets(root: str | Path | None = None) -> list[DatasetSummary | tuple[str, str]]:
-    """Every dataset under the root, whoever wrote it; unreadable ones as (id, problem)."""
+@dataclass(frozen=True)
+class UnreadableDataset:
+    """A folder that looks like a dataset but cannot be opened, and why."""
+
+    dataset_id: str
+    data_dir: Path
+    problem: str
+
+
+def list_datasets(root: str | Path | None = None) -> list[DatasetSummary | UnreadableDataset]:
+    """Every dataset under the root, whoever wrote it, sorted by id; a damaged one is listed as
+    an :class:`UnreadableDataset` rather than failing the whole listing."""
     base = datasets_root(root)
-    found: list[DatasetSummary | tuple[str, str]] = []
+    found: list[DatasetSummary | UnreadableDataset] = []
     for data_dir in _dataset_dirs(base):
-        dataset_id = data_dir.parent.relative_to(base).as_posix()
         try:
             found.append(summarize(data_dir))
         except DatasetError as exc:
-            found.append((dataset_id, str(exc)))
+            dataset_id = data_dir.parent.relative_to(base).as_posix()
+            found.append(UnreadableDataset(dataset_id, data_dir, str(exc)))
     return found
 
 

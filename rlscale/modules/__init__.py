@@ -1,5 +1,10 @@
-"""Torch building blocks shared by algorithms (encoders, heads, dynamics, generative models).
+"""Torch building blocks shared by algorithms, and the RLModules that wrap them.
 
-Plain ``torch.nn`` modules wrapped by RLModules; this package knows nothing of RLlib's
-training loop.
+- ``networks``: MLPs, ensembles of MLPs, actor-critic and Q networks, target copies;
+- ``distributions``: the squashed Gaussian (and its policy network);
+- ``rl_modules``: RLModules several algorithms share (actor-critic, discrete Q, SAC-style,
+  tabular Q).
+
+Plain ``torch.nn`` modules, wrapped by RLModules; this package knows nothing of RLlib's
+training loop (RLModule API only).
 """

@@ -16,7 +16,8 @@ import numpy as np
 from rlscale.envs import RECORD_VIDEO_KEY, make_env
 from rlscale.errors import CheckpointError, OutputError
 from rlscale.platform.experiment import PreparedExperiment, prepare
-from rlscale.platform.outputs import read_checkpoint
+from rlscale.platform.outputs import PERIODIC_CHECKPOINTS, read_checkpoint
+from rlscale.platform.ray_output import RAY_LOG, RayOutput
 from rlscale.platform.runtime import ray_session
 
 SOFTWARE_GL = "osmesa"
@@ -66,8 +67,13 @@ def evaluate(
     video_dir: str | Path | None = None,
     address: str | None = None,
     seed: int | None = None,
+    verbose: bool = False,
 ) -> EvaluationResult:
-    """Greedy returns of the policy in ``checkpoint`` over ``episodes`` episodes."""
+    """Greedy returns of the policy in ``checkpoint`` over ``episodes`` episodes.
+
+    Ray's own log lines and warnings are appended to ``ray.log`` in the checkpoint's run folder
+    (see :func:`evaluation_log`); ``verbose`` shows them on the console too.
+    """
     if episodes < 1:
         raise CheckpointError(f"--episodes must be at least 1, got {episodes}.")
     info = read_checkpoint(checkpoint)
@@ -83,7 +89,12 @@ def evaluate(
         spec.env_config[RECORD_VIDEO_KEY] = str(video_path)
     # Offline algorithms are rebuilt without their dataset: evaluation needs only the env.
     prepared = prepare(spec, attach_dataset=False)
-    with ray_session(address):
+    title = f"rlscale evaluate {info.path}"
+    with (
+        RayOutput(evaluation_log(info.path), console=verbose, title=title) as ray_output,
+        ray_session(address),
+    ):
+        ray_output.capture_worker_output()
         algo = prepared.config.build_algo()
         try:
             algo.restore_from_path(str(info.path))
@@ -100,6 +111,20 @@ def evaluate(
         videos=sorted(video_path.glob("*.mp4")) if video_path else [],
         policy_text=policy_text,
     )
+
+
+def evaluation_log(checkpoint: Path) -> Path | None:
+    """``ray.log`` of the run the checkpoint belongs to, or None when that folder is read-only.
+
+    The run folder is the checkpoint's parent (``checkpoint_final``, a Tune trial's
+    ``checkpoint_*``) or, for ``checkpoints/iter_*``, the folder above. A read-only run
+    folder (a shared checkpoint) leaves Ray's output on the console, as ``--verbose`` does.
+    """
+    run_dir = checkpoint.parent
+    if run_dir.name == PERIODIC_CHECKPOINTS:
+        run_dir = run_dir.parent
+    log = run_dir / RAY_LOG
+    return log if os.access(log if log.exists() else run_dir, os.W_OK) else None
 
 
 def _describe_policy(prepared: PreparedExperiment, algo) -> str | None:

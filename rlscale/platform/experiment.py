@@ -15,16 +15,20 @@ from ray.rllib.callbacks.callbacks import RLlibCallback
 
 from rlscale.algorithms import (
     AlgorithmEntry,
+    Input,
+    algorithms_taking,
     apply_hyperparameters,
     check_spaces,
     get_algorithm,
-    list_algorithms,
 )
+from rlscale.algorithms.common.offline import evaluation_only
+from rlscale.algorithms.common.offline_data import use_minari_dataset
 from rlscale.datasets.store import DatasetSummary, normalized_score, summarize
 from rlscale.datasets.validate import validate_dataset
 from rlscale.envs import EnvInfo, multi_agent_policies, register_with_rllib, resolve_env
 from rlscale.errors import DatasetError, SpecError
 from rlscale.platform.episode_stats import EpisodeTotals
+from rlscale.platform.experts import resolve_policy
 from rlscale.platform.runtime import check_cpu_demand, resolve_gpus_per_learner
 from rlscale.platform.spec import ExperimentSpec
 
@@ -60,10 +64,12 @@ def prepare(spec: ExperimentSpec, attach_dataset: bool = True) -> PreparedExperi
     entry = get_algorithm(spec.algorithm)
     env_info = resolve_env(spec.env, spec.env_config)
     _check_agent_spaces(entry, env_info)
+    _check_inputs_given(entry, spec)
 
     config = entry.make_config()
-    _apply_action_space_defaults(config, env_info)
     apply_hyperparameters(config, spec.hyperparameters, spec.algorithm)
+    # The config applies its own defaults for the env's action space here (never over the
+    # hyper-parameters just set), exactly as `XConfig().environment(env)` does in Python.
     config.environment(env=register_with_rllib(spec.env), env_config=dict(spec.env_config))
     config.debugging(seed=spec.seed)
     _apply_resources(config, spec)
@@ -71,37 +77,69 @@ def prepare(spec: ExperimentSpec, attach_dataset: bool = True) -> PreparedExperi
     if env_info.is_multi_agent:
         policies, mapping_fn = multi_agent_policies(env_info, spec.multi_agent.policies)
         config.multi_agent(policies=policies, policy_mapping_fn=mapping_fn)
-    _check_dataset_flag(entry, spec)
-    dataset = None
-    if entry.offline and attach_dataset:
-        dataset = _attach_dataset(config, spec, env_info)
-    elif entry.offline:
-        from rlscale.algorithms.offline.common import evaluation_only
-
-        evaluation_only(config)
-    return PreparedExperiment(
-        spec=spec, algorithm=entry, env=env_info, config=config, dataset=dataset
-    )
+    prepared = PreparedExperiment(spec=spec, algorithm=entry, env=env_info, config=config)
+    if entry.takes(Input.DATASET):
+        _prepare_dataset(prepared, attach_dataset)
+    if entry.takes(Input.EXPERT):
+        _prepare_expert(prepared)
+    return prepared
 
 
-def _check_dataset_flag(entry: AlgorithmEntry, spec: ExperimentSpec) -> None:
-    if entry.offline and not spec.dataset:
-        raise SpecError(
-            f"{entry.name} trains offline and needs a dataset: pass --dataset NAME_OR_PATH (a "
-            "Minari dataset id or folder; `rlscale datasets list` shows the local ones)."
-        )
-    if not entry.offline and spec.dataset:
-        offline = [other.name for other in list_algorithms() if other.offline]
-        raise SpecError(
-            f"{entry.name} trains online in the environment and takes no dataset; drop "
-            f"--dataset, or use an offline algorithm: {', '.join(offline)}."
-        )
+@dataclass(frozen=True)
+class _InputField:
+    """Where the spec gives one kind of input, and how a user gives or drops it."""
+
+    field: str
+    article: str
+    how_to_give: str
+    how_to_drop: str
 
 
-def _attach_dataset(config: AlgorithmConfig, spec: ExperimentSpec, env_info: EnvInfo):
-    """Check the dataset fits the env and holds sane data, then make it the config's input."""
-    from rlscale.algorithms.offline.data import use_minari_dataset
+_INPUT_FIELDS = {
+    Input.DATASET: _InputField(
+        "dataset",
+        "a",
+        "pass --dataset NAME_OR_PATH (a Minari dataset id or folder; `rlscale datasets list` "
+        "shows the local ones)",
+        "drop --dataset",
+    ),
+    Input.EXPERT: _InputField(
+        "expert",
+        "an",
+        "set `expert:` in the spec to a scripted policy (see rlscale.policies) or a checkpoint",
+        "drop `expert:` from the spec",
+    ),
+}
 
+
+def _check_inputs_given(entry: AlgorithmEntry, spec: ExperimentSpec) -> None:
+    """Every input the algorithm takes is given, and nothing it does not take."""
+    for kind, where in _INPUT_FIELDS.items():
+        given = getattr(spec, where.field) is not None
+        if entry.takes(kind) and not given:
+            raise SpecError(
+                f"{entry.name} needs {where.article} {kind.value}: {where.how_to_give}."
+            )
+        if given and not entry.takes(kind):
+            takers = algorithms_taking(kind)
+            raise SpecError(
+                f"{entry.name} takes no {kind.value}; {where.how_to_drop}, or use an algorithm "
+                f"that takes one: {', '.join(takers) or 'none is registered yet'}."
+            )
+
+
+def _prepare_dataset(prepared: PreparedExperiment, attach: bool) -> None:
+    """The dataset input: check it fits the env and holds sane data, make it the config's input.
+
+    Without ``attach`` (evaluating a checkpoint) an algorithm that trains from a dataset alone is
+    rebuilt to act in the environment without it.
+    """
+    spec, config = prepared.spec, prepared.config
+    if not attach:
+        if prepared.algorithm.offline:
+            evaluation_only(config)
+        return
+    env_info = prepared.env
     report = validate_dataset(
         spec.dataset, env_spaces=(env_info.observation_space, env_info.action_space)
     )
@@ -111,9 +149,19 @@ def _attach_dataset(config: AlgorithmConfig, spec: ExperimentSpec, env_info: Env
             f"dataset {spec.dataset} cannot train on {spec.env}:\n{problems}\n"
             "Fix or re-collect the dataset (`rlscale datasets validate` shows the same list)."
         )
-    summary = summarize(spec.dataset)
-    use_minari_dataset(config, summary.data_dir)
-    return summary
+    prepared.dataset = summarize(spec.dataset)
+    use_minari_dataset(config, prepared.dataset.data_dir)
+
+
+def _prepare_expert(prepared: PreparedExperiment) -> None:
+    """The expert input: check the expert exists and acts in this env, hand its name on.
+
+    The algorithm builds the expert where it queries it (on its EnvRunners), from the name.
+    """
+    expert = prepared.spec.expert
+    # Fails on an unknown name, an incomplete checkpoint, or one trained on another env.
+    resolve_policy(expert, prepared.env.name, other_env_hint="Train with --env {trained_on}")
+    prepared.config.expert = expert
 
 
 def place_on_cluster(
@@ -147,17 +195,6 @@ def _track_episodes(config: AlgorithmConfig) -> None:
     config.callbacks(
         callbacks_class=[c for c in classes if c is not RLlibCallback] + [EpisodeTotals]
     )
-
-
-def _apply_action_space_defaults(config: AlgorithmConfig, env_info: EnvInfo) -> None:
-    """Configs with defaults per action-space type (e.g. Discrete vs Box) get them first."""
-    apply = getattr(config, "apply_action_space_defaults", None)
-    if apply is None:
-        return
-    action_space = env_info.action_space
-    if env_info.is_multi_agent:
-        action_space = action_space[env_info.agent_ids[0]]
-    apply(action_space)
 
 
 def _apply_resources(config: AlgorithmConfig, spec: ExperimentSpec) -> None:

@@ -1,7 +1,8 @@
 """What a run writes under ``<output>/<name>/``.
 
 ``spec.yaml`` (the spec as run), ``metrics.csv``, ``tensorboard/`` events, periodic checkpoints
-under ``checkpoints/``, ``checkpoint_final/`` and ``learning_curve.png``. Checkpoints are written
+under ``checkpoints/``, ``checkpoint_final/``, ``learning_curve.png`` and ``ray.log`` (Ray's own
+messages, see :mod:`rlscale.platform.ray_output`). Checkpoints are written
 to a hidden temporary folder and renamed into place, so an interrupted save never leaves a
 folder that loads as a checkpoint; the ``rlscale.json`` marker inside is written last.
 """
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 CHECKPOINT_MARKER = "rlscale.json"
 FINAL_CHECKPOINT = "checkpoint_final"
+PERIODIC_CHECKPOINTS = "checkpoints"
 CHECKPOINT_FORMAT = 1
 
 
@@ -164,7 +166,7 @@ class CheckpointWriter:
     def __init__(self, run_dir: Path, spec: ExperimentSpec):
         self.run_dir = run_dir
         self.spec = spec
-        self.periodic_dir = run_dir / "checkpoints"
+        self.periodic_dir = run_dir / PERIODIC_CHECKPOINTS
 
     def maybe_save(self, algo: Algorithm, metrics: IterationMetrics) -> Path | None:
         every = self.spec.checkpoint.every

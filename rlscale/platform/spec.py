@@ -3,7 +3,7 @@
 A spec comes from a YAML file, from command-line flags, or from both (flags override the file);
 every path goes through :func:`spec_from_dict`, so they produce the same ``ExperimentSpec``.
 Structural problems (unknown keys, wrong types) fail here; names that need the registries
-(algorithm, environment, hyper-parameters) are checked by :mod:`rlscale.platform.checks` before
+(algorithm, environment, hyper-parameters) are checked by :mod:`rlscale.platform.experiment` before
 Ray starts.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -34,11 +35,16 @@ DEFAULT_STOP_ITERATIONS = 100
 """Used when a spec gives no stop rule at all, so that a bare `rlscale train` ends."""
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """Unknown keys are errors (a typo never passes silently); assignments are validated too.
+
+    The base of every section of the spec, and of a sweep file's ``tune:`` section.
+    """
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class StopRules(_Strict):
+class StopRules(StrictModel):
     """Training stops as soon as any rule that is set holds."""
 
     iterations: PositiveInt | None = Field(None, description="training iterations")
@@ -57,7 +63,7 @@ class StopRules(_Strict):
         return all(v is None for v in (self.iterations, self.timesteps, self.time_s, self.reward))
 
 
-class Resources(_Strict):
+class Resources(StrictModel):
     """Where the work runs. ``None`` keeps the algorithm's own default."""
 
     num_env_runners: NonNegativeInt | None = Field(
@@ -75,18 +81,18 @@ class Resources(_Strict):
     )
 
 
-class MultiAgent(_Strict):
+class MultiAgent(StrictModel):
     """How agents of a multi-agent (PettingZoo) environment map onto policies."""
 
     policies: Literal["shared", "per_agent"] = "shared"
 
 
-class CheckpointPolicy(_Strict):
+class CheckpointSchedule(StrictModel):
     every: NonNegativeInt = Field(10, description="iterations between checkpoints; 0 = final only")
     keep: PositiveInt = Field(3, description="periodic checkpoints kept (the final one always is)")
 
 
-class ExperimentSpec(_Strict):
+class ExperimentSpec(StrictModel):
     """Everything one training run needs. Serializes back to the YAML it was loaded from."""
 
     algorithm: str = Field(description="registered algorithm name, see `rlscale algos`")
@@ -95,13 +101,18 @@ class ExperimentSpec(_Strict):
     dataset: str | None = Field(
         None, description="Minari dataset id or folder to train from (offline algorithms only)"
     )
+    expert: str | None = Field(
+        None,
+        description="expert policy, for algorithms that query one: a scripted policy name "
+        "(see rlscale.policies) or a checkpoint",
+    )
     stop: StopRules = Field(default_factory=StopRules)
     resources: Resources = Field(default_factory=Resources)
     hyperparameters: dict[str, Any] = Field(
         default_factory=dict, description="keys of the algorithm's RLlib config class"
     )
     multi_agent: MultiAgent = Field(default_factory=MultiAgent)
-    checkpoint: CheckpointPolicy = Field(default_factory=CheckpointPolicy)
+    checkpoint: CheckpointSchedule = Field(default_factory=CheckpointSchedule)
     seed: int | None = Field(None, description="None picks one and records it in the run")
     output: Path = Field(Path("runs"), description="root under which the run's folder is made")
     name: str | None = Field(None, description="run folder name; default <algo>-<env>-<time>")
@@ -114,7 +125,9 @@ class ExperimentSpec(_Strict):
         return f"{self.algorithm}-{env}-{datetime.now():%Y%m%d-%H%M%S}"
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        # Only algorithms that query an expert have one: other runs' files do not name it.
+        exclude = {"expert"} if self.expert is None else None
+        return yaml.safe_dump(self.model_dump(mode="json", exclude=exclude), sort_keys=False)
 
 
 SPEC_FIELDS = tuple(ExperimentSpec.model_fields)
@@ -202,7 +215,7 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
 
     A dotted key whose first part is a spec field sets that field (``resources.num_env_runners=2``,
     ``env_config.max_episode_steps=200``); any other key is an algorithm hyper-parameter
-    (``lr=0.001``, ``model_config.fcnet_hiddens=[64,64]``). Values are parsed as YAML, so numbers,
+    (``lr=0.001``, ``hidden_sizes=[64,64]``). Values are parsed as YAML, so numbers,
     booleans and lists keep their types.
     """
     overrides: dict[str, Any] = {}
@@ -232,23 +245,38 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
 
 def _describe_validation_error(exc: ValidationError, source: str) -> str:
     lines = [f"invalid experiment spec ({source}):"]
-    for error in exc.errors():
-        location = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        if error["type"] == "extra_forbidden":
-            valid = _valid_keys_at(error["loc"][:-1])
-            hint = did_you_mean(str(error["loc"][-1]), valid)
-            lines.append(
-                f"  - unknown key '{location}'.{hint} Valid keys here: {', '.join(valid)}."
-            )
-        elif error["type"] == "missing":
-            lines.append(f"  - '{location}' is required.")
-        else:
-            lines.append(f"  - '{location}': {error['msg']} (got {error.get('input')!r}).")
+    lines.extend(f"  - {field_problem(error, ExperimentSpec)}" for error in exc.errors())
     return "\n".join(lines)
 
 
-def _valid_keys_at(location: tuple[Any, ...]) -> list[str]:
-    model: type[BaseModel] = ExperimentSpec
+def field_problem(
+    error: Mapping[str, Any],
+    model: type[BaseModel],
+    prefix: tuple[Any, ...] = (),
+    extra_keys: Sequence[str] = (),
+) -> str:
+    """One pydantic error of ``model`` as a user reads it: the dotted key and what is wrong.
+
+    An unknown key names the nearest valid ones. ``prefix`` is where ``model`` sits in the file
+    (``("tune",)`` for a sweep's section); ``extra_keys`` are further valid top-level keys.
+    """
+    location = error["loc"]
+    where = ".".join(str(part) for part in (*prefix, *location)) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        valid = valid_keys_at(location[:-1], model)
+        if len(location) == 1:
+            valid = [*valid, *extra_keys]
+        hint = did_you_mean(str(location[-1]), valid)
+        return f"unknown key '{where}'.{hint} Valid keys here: {', '.join(valid)}."
+    if error["type"] == "missing":
+        return f"'{where}' is required."
+    return f"'{where}': {error['msg']} (got {error.get('input')!r})."
+
+
+def valid_keys_at(
+    location: tuple[Any, ...], model: type[BaseModel] = ExperimentSpec
+) -> list[str]:
+    """The keys ``model`` accepts at ``location`` (a path of nested sections), or none."""
     for part in location:
         field = model.model_fields.get(str(part))
         annotation = getattr(field, "annotation", None)

@@ -2,7 +2,10 @@
 
 import gymnasium as gym
 
-from rlscale.algorithms.policy_gradient.config import A2CConfig, RlscalePPOConfig, TRPOConfig
+from rlscale.algorithms.policy_gradient.a2c import A2C, A2CConfig, A2CLearner
+from rlscale.algorithms.policy_gradient.actor_critic import ActorCriticConfig, ActorCriticLearner
+from rlscale.algorithms.policy_gradient.ppo import PPO, PPOConfig, PPOLearner
+from rlscale.algorithms.policy_gradient.trpo import TRPO, TRPOConfig, TRPOLearner
 from rlscale.algorithms.registry import (
     AlgorithmEntry,
     register_algorithm,
@@ -21,7 +24,7 @@ _SPACE_CHECKS = (vector_observations_only, discrete_or_box_actions)
 for _name, _config, _summary in (
     ("a2c", A2CConfig, "Advantage actor-critic (synchronous A3C); Discrete or Box actions"),
     ("trpo", TRPOConfig, "Trust Region Policy Optimization; Discrete or Box actions"),
-    ("ppo", RlscalePPOConfig, "Proximal Policy Optimization; Discrete or Box actions"),
+    ("ppo", PPOConfig, "Proximal Policy Optimization; Discrete or Box actions"),
 ):
     register_algorithm(
         AlgorithmEntry(
@@ -33,4 +36,16 @@ for _name, _config, _summary in (
         )
     )
 
-__all__ = ["A2CConfig", "RlscalePPOConfig", "TRPOConfig"]
+__all__ = [
+    "A2C",
+    "PPO",
+    "TRPO",
+    "A2CConfig",
+    "A2CLearner",
+    "ActorCriticConfig",
+    "ActorCriticLearner",
+    "PPOConfig",
+    "PPOLearner",
+    "TRPOConfig",
+    "TRPOLearner",
+]

@@ -6,8 +6,10 @@ from rlscale.algorithms.registry import (
     discrete_observations_only,
     register_algorithm,
 )
-from rlscale.algorithms.tabular.config import QLearningConfig, SarsaConfig
 from rlscale.algorithms.tabular.grid_policy import describe_greedy_policy
+from rlscale.algorithms.tabular.q_learning import QLearning, QLearningConfig
+from rlscale.algorithms.tabular.sarsa import Sarsa, SarsaConfig
+from rlscale.algorithms.tabular.td import TabularConfig, TabularTD, TabularTDLearner
 
 TABULAR_SPACE_CHECKS = (discrete_observations_only, discrete_actions_only)
 
@@ -31,3 +33,13 @@ register_algorithm(
         describe_policy=describe_greedy_policy,
     )
 )
+
+__all__ = [
+    "QLearning",
+    "QLearningConfig",
+    "Sarsa",
+    "SarsaConfig",
+    "TabularConfig",
+    "TabularTD",
+    "TabularTDLearner",
+]

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from ray.rllib.core.columns import Columns
 
-from rlscale.algorithms.tabular.learner import HAS_NEXT_ACTION, NEXT_ACTIONS
+NEXT_ACTIONS = "next_actions"
+"""The action actually taken in the next state (SARSA); only meaningful where HAS_NEXT_ACTION."""
+HAS_NEXT_ACTION = "has_next_action"
+"""False where the episode was truncated right after the transition (no next action exists)."""
 
 COLUMNS = (
     Columns.OBS,

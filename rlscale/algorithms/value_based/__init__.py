@@ -1,4 +1,4 @@
-"""Value-based family (DQN now; tabular Q-learning and SARSA join it)."""
+"""Value-based family: DQN (double Q, dueling, n-step, prioritized replay)."""
 
 from rlscale.algorithms.registry import (
     AlgorithmEntry,
@@ -6,14 +6,16 @@ from rlscale.algorithms.registry import (
     register_algorithm,
     vector_observations_only,
 )
-from rlscale.algorithms.value_based.dqn import RlscaleDQNConfig
+from rlscale.algorithms.value_based.dqn import DQN, DQNConfig
+
+__all__ = ["DQN", "DQNConfig"]
 
 register_algorithm(
     AlgorithmEntry(
         name="dqn",
         family="value_based",
         summary="Deep Q-Network (RLlib DQN: double Q, dueling, n-step); discrete actions",
-        config_class=RlscaleDQNConfig,
+        config_class=DQNConfig,
         space_checks=(discrete_actions_only, vector_observations_only),
     )
 )

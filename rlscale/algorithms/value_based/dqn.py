@@ -1,5 +1,15 @@
-"""DQN: RLlib's DQN (double Q, dueling, n-step, prioritized replay, target network) on rlscale's
-shared Q-network, with defaults that learn small vector tasks such as CartPole-v1 without flags.
+"""DQN: RLlib's DQN on rlscale's shared discrete-Q RLModule, with defaults that learn small
+vector tasks such as CartPole-v1 without flags.
+
+Q-learning with a replay buffer and a target network Q' (Mnih et al. 2015, "Human-level
+control through deep reinforcement learning"), minimizing the Huber loss of
+
+    Q(s_t, a_t)  ->  Σ_{k<n} γ^k r_{t+k} + γ^n Q'(s_{t+n}, argmax_a Q(s_{t+n}, a))
+
+with the online net choosing the bootstrap action (double Q, van Hasselt et al. 2016), Q split
+into V(s) + A(s, a) − mean_a A(s, a) (dueling, Wang et al. 2016), n-step returns and
+prioritized replay (Schaul et al. 2016; combined as in Rainbow, Hessel et al. 2018). RLlib's
+DQN Learner computes it; the network is :class:`~rlscale.modules.networks.q_network.QNetwork`.
 
 Sampling and updating alternate in blocks: each ``training_step`` steps the vectorized envs for
 ``rollout_fragment_length`` steps, then runs as many updates as ``training_intensity`` asks
@@ -9,42 +19,32 @@ dominates when DQN samples a handful of steps per update.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-from ray.rllib.algorithms.dqn import DQN, DQNConfig
+from ray.rllib.algorithms.dqn import DQN as RLlibDQN
+from ray.rllib.algorithms.dqn import DQNConfig as RLlibDQNConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from rlscale.algorithms.value_based.module import RlscaleDQNModule
-
-Q_NETWORK_DEFAULTS = {"fcnet_hiddens": [256, 256], "fcnet_activation": "relu"}
-"""Model-config keys the Q-network reads; ``model_config`` given by a user overrides each key."""
+from rlscale.algorithms.common.config import RlscaleConfigMixin
+from rlscale.modules.rl_modules.discrete_q import DiscreteQModule
 
 
-class RlscaleDQN(DQN):
-    """RLlib's DQN whose replay sampling follows the experiment's seed."""
+class DQNConfig(RlscaleConfigMixin, RLlibDQNConfig):
+    """RLlib's DQNConfig with rlscale's defaults and network width (``hidden_sizes``)."""
 
-    def setup(self, config) -> None:
-        super().setup(config)
-        # RLlib's episode replay buffers draw from an unseeded generator, so two runs with the
-        # same seed replay different minibatches and end with different policies.
-        if self.local_replay_buffer is not None and self.config.seed is not None:
-            self.local_replay_buffer.rng = np.random.default_rng(self.config.seed)
-
-
-class RlscaleDQNConfig(DQNConfig):
-    """DQNConfig whose defaults are rlscale's."""
+    RLSCALE_KEYS = ("hidden_sizes", "activation")
 
     def __init__(self, algo_class=None):
-        super().__init__(algo_class=algo_class or RlscaleDQN)
+        super().__init__(algo_class=algo_class or DQN)
+        self.hidden_sizes = [256, 256]
+        self.activation = "relu"
         # Sampling: 4 vectorized envs in the driver, 64 steps each (256 env steps) per block.
         self.num_env_runners = 0
         self.num_envs_per_env_runner = 4
         self.rollout_fragment_length = 64
         # Updates: 16 replayed transitions per sampled one = 64 updates of 64 per block. Half
-        # rl-zoo's replay ratio: on CartPole (seed 0) its 100-episode mean climbed without the
-        # dips that the full ratio showed, at half the update cost. The target network is
-        # refreshed once a block.
+        # rl-zoo's replay ratio: on CartPole the 100-episode mean climbed without the dips that
+        # the full ratio showed, at half the update cost. The target network is refreshed once
+        # a block.
         self.training_intensity = 16
         self.train_batch_size_per_learner = 64
         self.target_network_update_freq = 256
@@ -54,11 +54,7 @@ class RlscaleDQNConfig(DQNConfig):
         self.epsilon = [(0, 1.0), (8_000, 0.04)]
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
-        return RLModuleSpec(module_class=RlscaleDQNModule, model_config=self.model_config)
-
-    @property
-    def _model_config_auto_includes(self) -> dict[str, Any]:
-        return Q_NETWORK_DEFAULTS | super()._model_config_auto_includes
+        return RLModuleSpec(module_class=DiscreteQModule, model_config=self.model_config)
 
     def validate(self) -> None:
         super().validate()
@@ -68,3 +64,18 @@ class RlscaleDQNConfig(DQNConfig):
                 "(num_atoms > 1) and noisy-net DQN are not supported. Leave num_atoms=1 and "
                 "noisy=False."
             )
+
+
+class DQN(RLlibDQN):
+    """RLlib's DQN whose replay sampling follows the experiment's seed."""
+
+    @classmethod
+    def get_default_config(cls) -> DQNConfig:
+        return DQNConfig()
+
+    def setup(self, config) -> None:
+        super().setup(config)
+        # RLlib's episode replay buffers draw from an unseeded generator, so two runs with the
+        # same seed replay different minibatches and end with different policies.
+        if self.local_replay_buffer is not None and self.config.seed is not None:
+            self.local_replay_buffer.rng = np.random.default_rng(self.config.seed)

@@ -9,7 +9,6 @@ is reported with the file's line number, all at once, before Ray starts.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +16,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     NonNegativeInt,
     PositiveFloat,
@@ -31,8 +29,9 @@ from rlscale.platform.spec import (
     SPEC_FIELDS,
     SWEEP_KEY,
     ExperimentSpec,
-    _valid_keys_at,
+    StrictModel,
     deep_merge,
+    field_problem,
     read_spec_file,
 )
 
@@ -65,10 +64,6 @@ class SweepError(SpecError):
     """A sweep file is malformed; the message names each problem with its line."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 @dataclass(frozen=True)
 class Distribution:
     """One Ray Tune distribution, as written in the file: ``{loguniform: [1e-4, 1e-2]}``."""
@@ -88,7 +83,7 @@ class Distribution:
         return {self.kind: list(self.args)}
 
 
-class AshaOptions(_Strict):
+class AshaOptions(StrictModel):
     """Asynchronous successive halving (Li et al., 2020, arXiv:1810.05934), in iterations."""
 
     type: Literal["asha"]
@@ -100,7 +95,7 @@ class AshaOptions(_Strict):
     brackets: PositiveInt = 1
 
 
-class PbtOptions(_Strict):
+class PbtOptions(StrictModel):
     """Population-based training (Jaderberg et al., 2017, arXiv:1711.09846), in iterations."""
 
     type: Literal["pbt"]
@@ -110,18 +105,22 @@ class PbtOptions(_Strict):
     resample_probability: float = Field(0.25, ge=0, le=1)
 
 
-class FifoOptions(_Strict):
+class FifoOptions(StrictModel):
     type: Literal["fifo"]
 
 
-SCHEDULERS: dict[str, type[_Strict]] = {"fifo": FifoOptions, "asha": AshaOptions, "pbt": PbtOptions}
+SCHEDULERS: dict[str, type[StrictModel]] = {
+    "fifo": FifoOptions,
+    "asha": AshaOptions,
+    "pbt": PbtOptions,
+}
 
 
-class TrialResources(_Strict):
+class TrialResources(StrictModel):
     cpus: PositiveFloat = Field(1.0, description="CPUs of each trial's own (driver) process")
 
 
-class TuneSection(_Strict):
+class TuneSection(StrictModel):
     """The ``tune:`` section. Defaults live here and nowhere else."""
 
     metric: str = "return_mean"
@@ -277,20 +276,8 @@ def _validate_base(base: dict[str, Any], problems: _Problems) -> ExperimentSpec 
         return ExperimentSpec.model_validate(base)
     except ValidationError as exc:
         for error in exc.errors():
-            location = error["loc"]
-            if error["type"] == "extra_forbidden":
-                valid = _valid_keys_at(location[:-1])
-                if not location[:-1]:
-                    valid = [*valid, TUNE_KEY]
-                hint = did_you_mean(str(location[-1]), valid)
-                problems.add(
-                    location,
-                    f"unknown key '{_dotted(location)}'.{hint} Valid keys here: "
-                    f"{', '.join(valid)}.",
-                    in_tune=False,
-                )
-            else:
-                problems.add(location, _pydantic_message(error), in_tune=False)
+            message = field_problem(error, ExperimentSpec, extra_keys=(TUNE_KEY,))
+            problems.add(error["loc"], message, in_tune=False)
         return None
 
 
@@ -531,41 +518,9 @@ def _add_pydantic_error(
     error: dict[str, Any], prefix: tuple[str, ...], model: type[BaseModel], problems: _Problems
 ) -> None:
     location = (*prefix, *(str(part) for part in error["loc"]))
-    if error["type"] == "extra_forbidden":
-        valid = _model_keys(model, error["loc"][:-1])
-        name = str(error["loc"][-1])
-        problems.add(
-            location,
-            f"unknown key '{_dotted((TUNE_KEY, *location))}'.{did_you_mean(name, valid)} "
-            f"Valid keys here: {', '.join(valid)}.",
-        )
-    else:
-        problems.add(location, _pydantic_message(error, (TUNE_KEY, *location)))
-
-
-def _model_keys(model: type[BaseModel], location: tuple[Any, ...]) -> list[str]:
-    for part in location:
-        annotation = getattr(model.model_fields.get(str(part)), "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return list(model.model_fields)
-
-
-def _pydantic_message(error: dict[str, Any], location: tuple[Any, ...] | None = None) -> str:
-    where = _dotted(location if location is not None else error["loc"])
-    if error["type"] == "missing":
-        return f"'{where}' is required."
-    return f"'{where}': {error['msg']} (got {error.get('input')!r})."
+    problems.add(location, field_problem(error, model, prefix=(TUNE_KEY, *prefix)))
 
 
 def _dotted(location: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in location) or "(top level)"
 
-
-def finite_or_none(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None

@@ -1,27 +1,27 @@
 """One Tune trial = one rlscale training run: the same spec -> config path, metrics and checkpoints.
 
-The trainable builds the RLlib Algorithm from the trial's spec with :func:`prepare`, reports one
-``IterationMetrics`` row per iteration (the columns of a run's metrics.csv, so the sweep's metric
-means what it means in ``rlscale train``) and ends the trial when one of the spec's stop rules
-holds. Its checkpoints are rlscale checkpoints (``rlscale evaluate`` takes them) and carry the
-episode window and clock, so PBT and ``--resume`` continue a trial where it left off.
+The trainable prepares the trial's spec with :func:`prepare` and runs the platform's
+:class:`IterationStep`, the one ``rlscale train`` runs: each Tune step reports the same
+``IterationMetrics`` row (the columns of a run's metrics.csv, so the sweep's metric means what it
+means in ``rlscale train``, offline evaluations included) and ends the trial when one of the
+spec's stop rules holds. Its checkpoints are rlscale checkpoints (``rlscale evaluate`` takes
+them) and carry the step's episode window and clock, so PBT and ``--resume`` continue a trial
+where it left off.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import ray
 from ray import tune
 
-from rlscale.platform.episode_stats import EpisodeWindow
 from rlscale.platform.experiment import PreparedExperiment, prepare
-from rlscale.platform.outputs import CheckpointWriter, IterationMetrics
-from rlscale.platform.runner import _build, first_stop_reason
+from rlscale.platform.iteration import IterationStep
+from rlscale.platform.outputs import CheckpointWriter
 from rlscale.platform.spec import ExperimentSpec
 from rlscale.platform.tuning.sweep import apply_dotted
 
@@ -50,73 +50,46 @@ def prepare_trial(base: dict[str, Any], config: dict[str, Any], trial_cpus: floa
 
 
 class RlscaleTrainable(tune.Trainable):
-    """A Tune class trainable wrapping one rlscale-configured RLlib Algorithm."""
+    """A Tune class trainable: one :class:`IterationStep` per trial, as ``rlscale train`` runs."""
 
     def setup(self, config: dict[str, Any], base: dict[str, Any], trial_cpus: float) -> None:
         self.prepared: PreparedExperiment = prepare_trial(base, config, trial_cpus)
         self.spec = self.prepared.spec
-        self.algo = _build(self.prepared)
-        self.window = EpisodeWindow()
-        self.previous: IterationMetrics | None = None
-        self.elapsed_before = 0.0
-        self.started = time.perf_counter()
+        self.iteration_step = IterationStep(self.prepared)
         self.placement = {
             NODE_KEY: ray.get_runtime_context().get_node_id(),
             ENV_RUNNER_NODES_KEY: ",".join(self._env_runner_nodes()),
         }
 
     def step(self) -> dict[str, Any]:
-        raw = self.algo.train()
-        self.window.add_from(raw)
-        metrics = IterationMetrics.from_result(
-            raw, self.window, self._time_s(), self.previous
-        )
         # Tune's own counter survives restores (PBT, --resume); RLlib's restarts on rebuild.
-        metrics = replace(metrics, iteration=self.iteration + 1)
-        self.previous = metrics
-        reason = first_stop_reason(self.spec.stop, metrics)
+        outcome = self.iteration_step(iteration=self.iteration + 1)
         return {
-            **asdict(metrics),
+            **asdict(outcome.metrics),
             **self.placement,
-            STOP_REASON_KEY: reason or "",
-            "done": reason is not None,
+            STOP_REASON_KEY: outcome.stop_reason or "",
+            "done": outcome.stop_reason is not None,
         }
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         destination = Path(checkpoint_dir)
         CheckpointWriter(destination.parent, self.spec).save(
-            self.algo, destination, self.previous
+            self.iteration_step.algo, destination, self.iteration_step.previous
         )
-        state = {
-            "returns": list(self.window.returns),
-            "lengths": [int(n) for n in self.window.lengths],
-            "time_s": self._time_s(),
-            "previous": asdict(self.previous) if self.previous else None,
-        }
-        (destination / TRIAL_STATE).write_text(json.dumps(state, allow_nan=True))
+        state = json.dumps(self.iteration_step.state(), allow_nan=True)
+        (destination / TRIAL_STATE).write_text(state)
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
-        self.algo.restore_from_path(str(Path(checkpoint_dir).resolve()))
+        self.iteration_step.algo.restore_from_path(str(Path(checkpoint_dir).resolve()))
         state_file = Path(checkpoint_dir) / TRIAL_STATE
-        if not state_file.is_file():
-            return
-        state = json.loads(state_file.read_text())
-        self.window = EpisodeWindow()
-        self.window.returns.extend(state["returns"])
-        self.window.lengths.extend(state["lengths"])
-        self.elapsed_before = float(state["time_s"])
-        self.started = time.perf_counter()
-        previous = state.get("previous")
-        self.previous = IterationMetrics(**previous) if previous else None
+        if state_file.is_file():
+            self.iteration_step.load_state(json.loads(state_file.read_text()))
 
     def cleanup(self) -> None:
-        self.algo.stop()
-
-    def _time_s(self) -> float:
-        return self.elapsed_before + time.perf_counter() - self.started
+        self.iteration_step.stop()
 
     def _env_runner_nodes(self) -> list[str]:
-        group = self.algo.env_runner_group
+        group = self.iteration_step.algo.env_runner_group
         if group is None or group.num_remote_env_runners() == 0:
             return []
         return group.foreach_env_runner(

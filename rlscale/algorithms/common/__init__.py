@@ -1,0 +1,2 @@
+"""Helpers more than one algorithm family uses: the config mixin, loss and target-network
+helpers, the offline training step and defaults, the Minari offline input."""

@@ -1,0 +1,195 @@
+"""What every rlscale algorithm config shares: its own keys, action-space defaults, network width.
+
+Every config class puts :class:`RlscaleConfigMixin` first among its bases, before the RLlib
+config it extends (``class PPOConfig(RlscaleConfigMixin, RLlibPPOConfig)``). The mixin gives
+three guarantees, so that ``XConfig()`` in Python, ``rlscale train x`` and a sweep run the same
+thing:
+
+- **rlscale's own keys are accepted by** ``.training()``. A config names them in
+  ``RLSCALE_KEYS`` (e.g. TRPO's ``max_kl``); ``XConfig().training(max_kl=0.05)`` sets them like
+  RLlib's own keys.
+- **Defaults that depend on the action space are applied by the config itself**, when it learns
+  its action space from ``.environment(...)``. ``__init__`` holds every default once;
+  ``DISCRETE_DEFAULTS`` / ``CONTINUOUS_DEFAULTS`` hold only the values that differ for that kind
+  of action space. They never replace a key the user set (through ``.training()``,
+  ``update_from_dict`` or by assigning it a value other than its default).
+- **One name for network width**: ``hidden_sizes`` (layer widths) and ``activation``, config
+  attributes of every algorithm with an MLP, handed to the RLModule in ``model_config``.
+  RLlib's own names, ``model_config={"fcnet_hiddens": [...], "fcnet_activation": ...}``, still
+  work: given explicitly they win, as any explicit ``model_config`` key does.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any, ClassVar
+
+import gymnasium as gym
+from ray.rllib.algorithms.algorithm_config import NotProvided
+
+from rlscale.envs import resolve_env
+from rlscale.envs.rllib import RLLIB_ENV_PREFIX
+from rlscale.errors import UnknownEnvironmentError
+
+NETWORK_KEYS = ("hidden_sizes", "activation")
+"""Config attributes that shape the MLPs; every algorithm with a network has both."""
+RLLIB_NETWORK_KEYS = {"fcnet_hiddens": "hidden_sizes", "fcnet_activation": "activation"}
+"""RLlib's ``model_config`` names for the same facts -> rlscale's names."""
+
+
+_WHICH_ENV_KEYS = {"env_config", "observation_space", "action_space"}
+"""``environment()`` arguments that say which env it is, not how to act in it."""
+
+
+class RlscaleConfigMixin:
+    """Put first among a config's bases; see the module docstring."""
+
+    RLSCALE_KEYS: ClassVar[tuple[str, ...]] = ()
+    """rlscale's own config attributes on this class (RLlib's are accepted anyway)."""
+    DISCRETE_DEFAULTS: ClassVar[dict[str, Any]] = {}
+    """Values that differ from ``__init__``'s for a Discrete action space."""
+    CONTINUOUS_DEFAULTS: ClassVar[dict[str, Any]] = {}
+    """Values that differ from ``__init__``'s for a Box action space."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Keys the user set explicitly, and keys last set by the action-space defaults; sorted
+        # tuples, so that RLlib's copy(), pickling and a JSON dump of to_dict() carry them.
+        self._rlscale_user_keys: tuple[str, ...] = ()
+        self._rlscale_space_keys: tuple[str, ...] = ()
+
+    @classmethod
+    def rlscale_keys(cls) -> tuple[str, ...]:
+        """Every rlscale key of this config, its bases' included."""
+        keys: list[str] = []
+        for klass in reversed(cls.__mro__):
+            for key in getattr(klass, "RLSCALE_KEYS", ()):
+                if key not in keys:
+                    keys.append(key)
+        return tuple(keys)
+
+    def training(self, **kwargs: Any):
+        """RLlib's ``training()``, plus rlscale's keys (``rlscale_keys()``)."""
+        own = {key: kwargs.pop(key) for key in list(kwargs) if key in self.rlscale_keys()}
+        super().training(**kwargs)
+        for key, value in own.items():
+            if value is not NotProvided:
+                setattr(self, key, value)
+        self._mark_user_keys(
+            key for key, value in {**kwargs, **own}.items() if value is not NotProvided
+        )
+        return self
+
+    def update_from_dict(self, config_dict: dict[str, Any]):
+        super().update_from_dict(config_dict)
+        # RLlib also passes a whole AlgorithmConfig here (its resource requests): it has keys()
+        # but iterates differently from a dict.
+        given = config_dict.keys()
+        self._mark_user_keys(self._translate_special_keys(key, False) for key in given)
+        return self
+
+    def env_runners(self, **kwargs: Any):
+        super().env_runners(**kwargs)
+        self._mark_user_keys(key for key, value in kwargs.items() if value is not NotProvided)
+        return self
+
+    def environment(self, env: Any = NotProvided, **kwargs: Any):
+        """RLlib's ``environment()``; then this algorithm's defaults for the env's action space."""
+        super().environment(env, **kwargs)
+        self._mark_user_keys(
+            key
+            for key, value in kwargs.items()
+            if value is not NotProvided and key not in _WHICH_ENV_KEYS
+        )
+        action_space = kwargs.get("action_space", NotProvided)
+        if action_space is NotProvided or action_space is None:
+            action_space = _action_space_of(self.env, self.env_config)
+        if action_space is not None:
+            self.apply_action_space_defaults(action_space)
+        return self
+
+    def apply_action_space_defaults(self, action_space: gym.Space):
+        """Set the defaults for ``action_space``'s kind on every key the user did not set."""
+        user_keys = self.user_set_keys()
+        kind_defaults = (
+            self.DISCRETE_DEFAULTS
+            if isinstance(action_space, gym.spaces.Discrete)
+            else self.CONTINUOUS_DEFAULTS
+        )
+        bare = type(self)()
+        # Back to __init__'s values first, so that a second env of the other kind starts clean.
+        values = {key: getattr(bare, key) for key in self._space_keys()}
+        values.update(kind_defaults)
+        for key, value in values.items():
+            if key not in user_keys:
+                setattr(self, key, value)
+        self._rlscale_space_keys = tuple(sorted(set(kind_defaults) - user_keys))
+        return self
+
+    def user_set_keys(self) -> set[str]:
+        """Keys set through ``training``, ``environment``, ``env_runners``, ``update_from_dict``,
+        or assigned a value other than ``__init__``'s."""
+        explicit = set(self._rlscale_user_keys)
+        space_set = self._rlscale_space_keys
+        bare = type(self)()
+        for key in self._space_keys():
+            if key not in space_set and getattr(self, key) != getattr(bare, key):
+                explicit.add(key)
+        return explicit
+
+    @property
+    def _model_config_auto_includes(self) -> dict[str, Any]:
+        includes = super()._model_config_auto_includes
+        if all(hasattr(self, key) for key in NETWORK_KEYS):
+            includes = includes | {
+                "hidden_sizes": list(self.hidden_sizes),
+                "activation": self.activation,
+            }
+        return includes
+
+    @property
+    def model_config(self) -> dict[str, Any]:
+        merged = dict(super().model_config)
+        user = self._model_config if isinstance(self._model_config, dict) else {}
+        for rllib_key, key in RLLIB_NETWORK_KEYS.items():
+            if rllib_key in user and key not in user:
+                merged[key] = user[rllib_key]
+        return merged
+
+    def _space_keys(self) -> set[str]:
+        return set(self.DISCRETE_DEFAULTS) | set(self.CONTINUOUS_DEFAULTS)
+
+    def _mark_user_keys(self, keys) -> None:
+        self._rlscale_user_keys = tuple(sorted(set(self._rlscale_user_keys) | set(keys)))
+
+
+def _action_space_of(env: Any, env_config: dict[str, Any] | None) -> gym.Space | None:
+    """The action space of an rlscale env name (or its RLlib id); None for anything else.
+
+    Multi-agent envs give the first agent's space (every agent of one env shares its kind).
+    """
+    if not isinstance(env, str):
+        return None
+    name = env.removeprefix(RLLIB_ENV_PREFIX)
+    try:
+        key = json.dumps(dict(env_config or {}), sort_keys=True)
+    except TypeError:  # values JSON cannot hold: resolve without the cache
+        return _resolve_action_space(name, dict(env_config or {}))
+    return _cached_action_space(name, key)
+
+
+@lru_cache(maxsize=64)
+def _cached_action_space(name: str, env_config_json: str) -> gym.Space | None:
+    """Resolving builds the env once; a config's env is set several times while it is built."""
+    return _resolve_action_space(name, json.loads(env_config_json))
+
+
+def _resolve_action_space(name: str, env_config: dict[str, Any]) -> gym.Space | None:
+    try:
+        info = resolve_env(name, env_config)
+    except UnknownEnvironmentError:
+        return None
+    if info.is_multi_agent:
+        return info.action_space[info.agent_ids[0]]
+    return info.action_space

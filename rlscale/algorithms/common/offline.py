@@ -1,0 +1,133 @@
+"""What every offline algorithm shares: its defaults and its training step.
+
+- :func:`set_offline_defaults`: no online sampling, a fixed number of updates per iteration,
+  periodic greedy evaluation episodes;
+- :func:`evaluation_only`: the same config rebuilt to act in the env without a dataset;
+- :class:`ReleasesDataIterators`: an Algorithm mixin that closes Ray Data iterators on stop;
+- :func:`offline_training_step`: one iteration of updates on batches of the offline data.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from ray.rllib.core.learner.training_data import TrainingData
+from ray.rllib.utils.metrics import (
+    LEARNER_RESULTS,
+    LEARNER_UPDATE_TIMER,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    OFFLINE_SAMPLING_TIMER,
+    TIMERS,
+)
+
+if TYPE_CHECKING:
+    from ray.rllib.algorithms.algorithm import Algorithm
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+EVALUATION_INTERVAL = 5
+"""Training iterations between evaluations in the real environment."""
+EVALUATION_EPISODES = 10
+
+
+def set_offline_defaults(config: AlgorithmConfig, updates_per_iteration: int) -> None:
+    """One iteration = ``updates_per_iteration`` gradient updates; evaluate every few of them.
+
+    Evaluation runs greedy (``explore=False``) episodes on one local evaluation EnvRunner
+    (in the driver process).
+    """
+    config.num_env_runners = 0
+    # No training EnvRunners: RLlib's flag for "samples the env while training" (MARWIL sets
+    # it; DQN- and SAC-based configs would otherwise build an unused sampling EnvRunner).
+    config._is_online = False
+    config.dataset_num_iters_per_learner = updates_per_iteration
+    # Exactly one training step per iteration (DQN and SAC loop their step to reach minimum
+    # sampled steps or seconds per iteration; CQL adds a minimum of trained steps).
+    config.min_sample_timesteps_per_iteration = 0
+    config.min_train_timesteps_per_iteration = 0
+    config.min_time_s_per_iteration = None
+    config.evaluation_interval = EVALUATION_INTERVAL
+    config.evaluation_duration = EVALUATION_EPISODES
+    config.evaluation_duration_unit = "episodes"
+    config.evaluation_num_env_runners = 0
+    config.evaluation_config = {"explore": False}
+
+
+def evaluation_only(config: AlgorithmConfig) -> None:
+    """Rebuild an offline algorithm to act in the env: a local EnvRunner, no dataset."""
+    config._is_online = True
+
+
+PREFETCH_THREAD_NAME = "iter_threaded"
+"""The name Ray Data gives its batch-prefetching threads (``iter_threaded`` in
+``ray/data/_internal/block_batching/util.py``)."""
+PREFETCH_THREADS_TIMEOUT_S = 10.0
+
+
+class ReleasesDataIterators:
+    """Algorithm mixin: close the local Learner's Ray Data iterator when the algorithm stops.
+
+    RLlib's Learner keeps the generator of its last ``iter_batches`` call open between updates.
+    Left to the garbage collector, the generator was finalized after ``ray.shutdown()`` and its
+    clean-up called Ray Data's stats actor ("Ray is not initialized"). Closing it only signals
+    Ray Data's prefetch threads to stop; one still inside a ``ray.get`` when Ray shuts down
+    aborts the process ("The core worker has already been shutdown", exit code 1, on large
+    streamed datasets), so ``cleanup`` also waits for them.
+    Remote learners' iterators end with their actors.
+    """
+
+    def cleanup(self) -> None:
+        learner = getattr(getattr(self, "learner_group", None), "_learner", None)
+        if learner is not None and learner.iterator is not None:
+            epoch = getattr(learner.iterator, "_epoch_iterator", None)
+            if hasattr(epoch, "close"):
+                epoch.close()
+            learner.iterator = None
+            _wait_for_prefetch_threads(PREFETCH_THREADS_TIMEOUT_S)
+        super().cleanup()
+
+
+def _wait_for_prefetch_threads(timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    for thread in threading.enumerate():
+        if thread.name == PREFETCH_THREAD_NAME and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def offline_training_step(algorithm: Algorithm) -> None:
+    """One training iteration on the offline data: RLlib's BC (MARWIL) step.
+
+    Unlike RLlib's CQL step it hands the data's ``iter_batches`` arguments (``prefetch_batches``,
+    a shuffle buffer when set) to the learners' iterators.
+    """
+    config = algorithm.config
+    with algorithm.metrics.log_time((TIMERS, OFFLINE_SAMPLING_TIMER)):
+        return_iterator = config.num_learners > 0 or config.dataset_num_iters_per_learner != 1
+        batch_or_iterator = algorithm.offline_data.sample(
+            num_samples=config.train_batch_size_per_learner,
+            num_shards=config.num_learners,
+            return_iterator=return_iterator,
+        )
+        algorithm.metrics.log_value(
+            NUM_ENV_STEPS_SAMPLED_LIFETIME,
+            config.train_batch_size_per_learner * max(1, config.num_learners),
+            reduce="lifetime_sum",
+        )
+        if return_iterator:
+            training_data = TrainingData(data_iterators=batch_or_iterator)
+        else:
+            training_data = TrainingData(batch=batch_or_iterator)
+    with algorithm.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+        learner_results = algorithm.learner_group.update(
+            training_data=training_data,
+            minibatch_size=config.train_batch_size_per_learner,
+            num_iters=config.dataset_num_iters_per_learner,
+            timesteps={
+                NUM_ENV_STEPS_SAMPLED_LIFETIME: algorithm.metrics.peek(
+                    NUM_ENV_STEPS_SAMPLED_LIFETIME
+                )
+            },
+            **algorithm.offline_data.iter_batches_kwargs,
+        )
+        algorithm.metrics.aggregate(learner_results, key=LEARNER_RESULTS)

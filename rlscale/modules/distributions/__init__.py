@@ -1,0 +1,1 @@
+"""Action distributions built from network outputs (plain torch)."""

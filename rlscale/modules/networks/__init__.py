@@ -1,0 +1,1 @@
+"""Plain torch networks: MLPs, ensembles of MLPs, actor-critic and Q heads."""

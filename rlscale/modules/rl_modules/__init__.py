@@ -1,0 +1,1 @@
+"""RLModules several algorithms share: RLlib's module API over the networks in ``modules``."""

@@ -1,0 +1,44 @@
+"""A policy named on the command line or in a spec, turned into a policy factory.
+
+``random``, a scripted controller's name, or an rlscale checkpoint folder: the one place that
+resolves them, for dataset collection today and for an algorithm's expert input (DAgger). A
+checkpoint is checked here, with the platform's ``read_checkpoint``, because
+``rlscale.policies`` must not read the platform's checkpoint format; the policy package gets the
+checked folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rlscale.errors import PolicyError
+from rlscale.platform.outputs import read_checkpoint
+from rlscale.policies import SCRIPTED, CheckpointPolicy, PolicyFactory, scripted_policy
+
+
+def resolve_policy(
+    policy: str, env: str, other_env_hint: str = "Collect with --env {trained_on}"
+) -> tuple[PolicyFactory, str]:
+    """(factory, name recorded in a dataset's metadata) for a policy acting in ``env``.
+
+    ``other_env_hint`` ends the message for a checkpoint trained on another env
+    (``{trained_on}`` names that env): collection and an algorithm's expert offer different fixes.
+
+    Raises:
+        PolicyError: an unknown name (the message lists the scripted ones), or a checkpoint
+            trained on another environment.
+        CheckpointError: a path that is not a complete rlscale checkpoint.
+    """
+    if policy in SCRIPTED:
+        return scripted_policy(policy), policy
+    path = Path(policy).expanduser()
+    if path.exists() or "/" in policy:
+        info = read_checkpoint(path)
+        if info.spec.env != env:
+            raise PolicyError(
+                f"the checkpoint {path} was trained on {info.spec.env}, not on {env}. "
+                f"{other_env_hint.format(trained_on=info.spec.env)}, or pass a checkpoint "
+                f"trained on {env}."
+            )
+        return CheckpointPolicy(str(info.path)), f"checkpoint:{info.path}"
+    return scripted_policy(policy), policy  # raises, naming the known policies

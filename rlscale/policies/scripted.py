@@ -1,0 +1,100 @@
+"""Scripted experts: hand-written controllers, and the uniformly random policy, by name.
+
+Each one is a policy factory registered under the name users pass (``--policy cartpole_balance``).
+Adding an expert for a new environment is one decorated function::
+
+    @register_scripted("acrobot_swing_up")
+    def acrobot_swing_up(observation_space, action_space) -> Policy:
+        def act(observation, rng):
+            ...
+        return act
+
+Factories are module-level functions, so they pickle by reference onto Ray actors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from rlscale.errors import PolicyError, did_you_mean
+from rlscale.policies.base import Policy, PolicyFactory, sample_space
+
+RANDOM = "random"
+
+SCRIPTED: dict[str, PolicyFactory] = {}
+"""Name -> factory of every scripted policy, filled by :func:`register_scripted`."""
+
+
+def register_scripted(name: str) -> Callable[[PolicyFactory], PolicyFactory]:
+    """Register the decorated policy factory under ``name`` (names are unique)."""
+
+    def register(factory: PolicyFactory) -> PolicyFactory:
+        if name in SCRIPTED:
+            raise ValueError(f"a scripted policy named '{name}' is already registered")
+        SCRIPTED[name] = factory
+        return factory
+
+    return register
+
+
+def scripted_policy(name: str) -> PolicyFactory:
+    """The factory of a built-in policy by name; an unknown name lists the known ones."""
+    if name in SCRIPTED:
+        return SCRIPTED[name]
+    raise PolicyError(
+        f"unknown policy '{name}'.{did_you_mean(name, SCRIPTED)} Use a checkpoint folder, "
+        f"'random', or a scripted policy: {', '.join(sorted(SCRIPTED))}."
+    )
+
+
+@register_scripted(RANDOM)
+def random_policy(_: gym.Space, action_space: gym.Space) -> Policy:
+    """Uniform actions: the reference policy of normalized scores."""
+
+    def act(observation: Any, rng: np.random.Generator) -> Any:
+        return sample_space(action_space, rng)
+
+    return act
+
+
+@register_scripted("cartpole_balance")
+def cartpole_balance(_: gym.Space, __: gym.Space) -> Policy:
+    """Push towards where the pole falls: a PD rule on angle and angular velocity.
+
+    With the small cart-position terms it balances CartPole-v1 for the whole 500 steps.
+    """
+
+    def act(observation: Any, rng: np.random.Generator) -> int:
+        x, x_dot, theta, theta_dot = (float(v) for v in observation)
+        push = theta + 0.5 * theta_dot + 0.01 * x + 0.1 * x_dot
+        return int(push > 0)
+
+    return act
+
+
+@register_scripted("pendulum_swing_up")
+def pendulum_swing_up(_: gym.Space, action_space: gym.Space) -> Policy:
+    """Energy pumping far from the top, a PD controller near it (Pendulum-v1, torque in [-2, 2]).
+
+    Observation is (cos θ, sin θ, θ̇) with θ = 0 upright. Pendulum-v1's dynamics are
+    θ̈ = 15 sin θ + 3 u, so E = ½ θ̇² + 15 cos θ changes as dE/dt = 3 u θ̇: pushing along θ̇ adds
+    energy until E reaches 15, the energy of resting upright; near the top a PD law holds it.
+    """
+    low, high = float(action_space.low[0]), float(action_space.high[0])
+
+    def act(observation: Any, rng: np.random.Generator) -> np.ndarray:
+        cos_t, sin_t, theta_dot = (float(v) for v in observation)
+        theta = float(np.arctan2(sin_t, cos_t))
+        if cos_t > 0.9:
+            torque = -10.0 * theta - 2.0 * theta_dot
+        else:
+            energy = 0.5 * theta_dot**2 + 15.0 * cos_t
+            direction = 1.0 if theta_dot >= 0 else -1.0
+            torque = direction * (high if energy < 15.0 else 0.0)
+        return np.array([np.clip(torque, low, high)], dtype=np.float32)
+
+    return act

@@ -1,0 +1,121 @@
+"""`XConfig()` in Python, `rlscale train x` and a sweep trial run the same configuration.
+
+Every default is a config attribute defined once, and defaults that depend on the action space
+are applied by the config itself; the platform adds only what a run needs (its env id, seed and
+episode tracking). The CLI and sweeps both build through :func:`prepare`, so checking it against a
+bare config covers all three paths.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from rlscale.algorithms import Input, list_algorithms
+from rlscale.envs import register_with_rllib
+from rlscale.platform.experiment import prepare
+from rlscale.platform.spec import ExperimentSpec
+
+CANDIDATE_ENVS = ("CartPole-v1", "Pendulum-v1", "FrozenLake-v1")
+"""Discrete actions, Box actions, Discrete observations: every family fits at least one."""
+SET_BY_THE_PLATFORM = {
+    "callbacks",  # rlscale's whole-episode tracker joins the config's callbacks
+    "_is_online",  # an offline algorithm prepared without its dataset acts in the env
+}
+
+
+def _runs() -> list[tuple[str, str]]:
+    from rlscale.envs import resolve_env
+
+    spaces = {env: resolve_env(env) for env in CANDIDATE_ENVS}
+    runs = []
+    for entry in list_algorithms():
+        for env, info in spaces.items():
+            if entry.incompatibility(info.observation_space, info.action_space) is None:
+                runs.append((entry.name, env))
+    return runs
+
+
+RUNS = _runs()
+
+
+def _platform_config(algorithm: str, env: str):
+    entry = next(e for e in list_algorithms() if e.name == algorithm)
+    dataset = "some/dataset-v0" if entry.takes(Input.DATASET) else None
+    spec = ExperimentSpec(algorithm=algorithm, env=env, seed=0, dataset=dataset)
+    return prepare(spec, attach_dataset=False).config
+
+
+def _python_config(algorithm: str, env: str):
+    entry = next(e for e in list_algorithms() if e.name == algorithm)
+    return entry.config_class().environment(register_with_rllib(env)).debugging(seed=0)
+
+
+def _settings(config) -> dict[str, Any]:
+    settings = {k: v for k, v in config.to_dict().items() if k not in SET_BY_THE_PLATFORM}
+    settings["model_config"] = config.model_config
+    return settings
+
+
+def test_every_registered_algorithm_is_checked():
+    checked = {algorithm for algorithm, _ in RUNS}
+    assert checked == {entry.name for entry in list_algorithms()}
+    # Both kinds of action space for the families whose defaults depend on it.
+    assert ("ppo", "CartPole-v1") in RUNS and ("ppo", "Pendulum-v1") in RUNS
+
+
+@pytest.mark.parametrize(("algorithm", "env"), RUNS, ids=[f"{a}-{e}" for a, e in RUNS])
+def test_python_config_equals_what_rlscale_train_builds(algorithm: str, env: str):
+    python, platform = _settings(_python_config(algorithm, env)), _settings(
+        _platform_config(algorithm, env)
+    )
+    differing = {
+        key: (python.get(key), platform.get(key))
+        for key in python.keys() | platform.keys()
+        if python.get(key) != platform.get(key)
+    }
+    assert differing == {}
+
+
+def test_the_comparison_sees_a_different_default():
+    """The check can fail: a value the platform alone set would show up."""
+    platform = _platform_config("ppo", "CartPole-v1")
+    platform.lr = platform.lr * 2
+    assert _settings(platform)["lr"] != _settings(_python_config("ppo", "CartPole-v1"))["lr"]
+
+
+def test_action_space_defaults_never_replace_what_the_user_set():
+    pendulum = _python_config("ppo", "Pendulum-v1")
+    cartpole = _python_config("ppo", "CartPole-v1")
+    assert pendulum.train_batch_size_per_learner != cartpole.train_batch_size_per_learner
+    entry = next(e for e in list_algorithms() if e.name == "ppo")
+    user = entry.config_class().training(train_batch_size_per_learner=512)
+    user.environment(register_with_rllib("Pendulum-v1"))
+    assert user.train_batch_size_per_learner == 512
+    from_spec = prepare(
+        ExperimentSpec(
+            algorithm="ppo",
+            env="Pendulum-v1",
+            seed=0,
+            hyperparameters={"train_batch_size_per_learner": 512},
+        )
+    ).config
+    assert from_spec.train_batch_size_per_learner == 512
+
+
+@pytest.mark.parametrize("entry", list_algorithms(), ids=lambda e: e.name)
+def test_rlscale_keys_are_accepted_by_training(entry):
+    config = entry.config_class()
+    keys = config.rlscale_keys()
+    for key in keys:
+        config.training(**{key: getattr(config, key)})
+    assert config.user_set_keys() >= set(keys)
+
+
+@pytest.mark.parametrize(
+    "entry", [e for e in list_algorithms() if e.family != "tabular"], ids=lambda e: e.name
+)
+def test_network_width_has_one_name(entry):
+    config = entry.config_class().training(hidden_sizes=[17, 9])
+    assert config.model_config["hidden_sizes"] == [17, 9]
