@@ -67,7 +67,7 @@ def train(
     dashboard: Annotated[
         bool, typer.Option(help="Start Ray's dashboard on 127.0.0.1 (embedded Ray only).")
     ] = False,
-    verbose: Annotated[bool, typer.Option(help=VERBOSE_HELP)] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)] = False,
 ) -> None:
     """Train until a stop rule holds; print the final checkpoint's path last."""
     from rlscale.platform.runner import train as run_training
@@ -114,7 +114,7 @@ def evaluate(
     video: Annotated[Optional[Path], typer.Option(help="Record an mp4 per episode here.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for the evaluation episodes.")] = None,
     address: Annotated[Optional[str], typer.Option(help=ADDRESS_HELP)] = None,
-    verbose: Annotated[bool, typer.Option(help=VERBOSE_HELP)] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)] = False,
 ) -> None:
     """Restore a checkpoint and report the mean and spread of greedy returns."""
     from rlscale.platform.evaluation import evaluate as run_evaluation

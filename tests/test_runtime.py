@@ -147,9 +147,14 @@ def test_warnings_raised_in_ray_go_to_the_file_and_others_are_shown(tmp_path):
     assert "Ray's concurrency note" in (tmp_path / RAY_LOG).read_text()
 
 
+@pytest.mark.parametrize("ray_running", [False, True], ids=["ray-stopped", "ray-running"])
 def test_worker_output_goes_to_the_file_and_worker_tracebacks_to_the_console(
-    tmp_path, worker_dispatcher
+    tmp_path, worker_dispatcher, monkeypatch, ray_running
 ):
+    import ray
+
+    # Whether another test of the session left Ray running must not decide the outcome.
+    monkeypatch.setattr(ray, "is_initialized", lambda: ray_running)
     dispatcher, shown = worker_dispatcher
     note = {"pid": 7, "actor_name": "SingleAgentEnvRunner", "is_err": True,
             "lines": ["DeprecationWarning: `RLModule(config=...)` has been deprecated."]}
@@ -163,8 +168,10 @@ def test_worker_output_goes_to_the_file_and_worker_tracebacks_to_the_console(
     text = (tmp_path / RAY_LOG).read_text()
     assert "(SingleAgentEnvRunner pid=7) DeprecationWarning" in text
     assert "(SingleAgentEnvRunner pid=7) RuntimeError: boom" in text
-    # Ray is not running here, so nothing is forwarded afterwards (ray.shutdown's behaviour).
-    assert [name for name, _ in dispatcher.handlers] == []
+    # Afterwards a running Ray forwards to its own console handler again; a stopped one
+    # forwards nothing (ray.shutdown removes the handler).
+    expected = [(WORKER_HANDLER, shown.append)] if ray_running else []
+    assert dispatcher.handlers == expected
 
 
 def test_no_log_file_changes_nothing(ray_console_logger):
