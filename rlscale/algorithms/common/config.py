@@ -111,13 +111,13 @@ class RlscaleConfigMixin:
 
     def apply_action_space_defaults(self, action_space: gym.Space):
         """Set the defaults for ``action_space``'s kind on every key the user did not set."""
-        user_keys = self.user_set_keys()
+        bare = type(self)()
+        user_keys = self.user_set_keys(bare)
         kind_defaults = (
             self.DISCRETE_DEFAULTS
             if isinstance(action_space, gym.spaces.Discrete)
             else self.CONTINUOUS_DEFAULTS
         )
-        bare = type(self)()
         # Back to __init__'s values first, so that a second env of the other kind starts clean.
         values = {key: getattr(bare, key) for key in self._space_keys()}
         values.update(kind_defaults)
@@ -127,14 +127,14 @@ class RlscaleConfigMixin:
         self._rlscale_space_keys = tuple(sorted(set(kind_defaults) - user_keys))
         return self
 
-    def user_set_keys(self) -> set[str]:
+    def user_set_keys(self, bare: RlscaleConfigMixin | None = None) -> set[str]:
         """Keys set through ``training``, ``environment``, ``env_runners``, ``update_from_dict``,
-        or assigned a value other than ``__init__``'s."""
+        or assigned a value other than ``__init__``'s (``bare``: a fresh config to compare with).
+        """
         explicit = set(self._rlscale_user_keys)
-        space_set = self._rlscale_space_keys
-        bare = type(self)()
+        bare = bare if bare is not None else type(self)()
         for key in self._space_keys():
-            if key not in space_set and getattr(self, key) != getattr(bare, key):
+            if key not in self._rlscale_space_keys and getattr(self, key) != getattr(bare, key):
                 explicit.add(key)
         return explicit
 
