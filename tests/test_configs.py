@@ -65,24 +65,27 @@ def test_every_registered_algorithm_is_checked():
     assert ("ppo", "CartPole-v1") in RUNS and ("ppo", "Pendulum-v1") in RUNS
 
 
-@pytest.mark.parametrize(("algorithm", "env"), RUNS, ids=[f"{a}-{e}" for a, e in RUNS])
-def test_python_config_equals_what_rlscale_train_builds(algorithm: str, env: str):
-    python, platform = _settings(_python_config(algorithm, env)), _settings(
-        _platform_config(algorithm, env)
-    )
-    differing = {
+def _differing(python_config, platform_config) -> dict[str, tuple[Any, Any]]:
+    python, platform = _settings(python_config), _settings(platform_config)
+    return {
         key: (python.get(key), platform.get(key))
         for key in python.keys() | platform.keys()
         if python.get(key) != platform.get(key)
     }
-    assert differing == {}
 
 
-def test_the_comparison_sees_a_different_default():
-    """The check can fail: a value the platform alone set would show up."""
-    platform = _platform_config("ppo", "CartPole-v1")
-    platform.lr = platform.lr * 2
-    assert _settings(platform)["lr"] != _settings(_python_config("ppo", "CartPole-v1"))["lr"]
+@pytest.mark.parametrize(("algorithm", "env"), RUNS, ids=[f"{a}-{e}" for a, e in RUNS])
+def test_python_config_equals_what_rlscale_train_builds(algorithm: str, env: str):
+    assert _differing(_python_config(algorithm, env), _platform_config(algorithm, env)) == {}
+
+
+def test_the_comparison_sees_a_value_only_the_spec_set():
+    """The check can fail: a hyper-parameter the spec sets shows up as a difference."""
+    spec = ExperimentSpec(
+        algorithm="ppo", env="CartPole-v1", seed=0, hyperparameters={"vf_loss_coeff": 0.25}
+    )
+    differing = _differing(_python_config("ppo", "CartPole-v1"), prepare(spec).config)
+    assert set(differing) == {"vf_loss_coeff", "_rlscale_user_keys"}
 
 
 def test_action_space_defaults_never_replace_what_the_user_set():
