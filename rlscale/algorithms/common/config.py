@@ -46,7 +46,8 @@ class RlscaleConfigMixin:
     """Put first among a config's bases; see the module docstring."""
 
     RLSCALE_KEYS: ClassVar[tuple[str, ...]] = ()
-    """rlscale's own config attributes on this class (RLlib's are accepted anyway)."""
+    """rlscale's own config attributes on this class (RLlib's are accepted anyway; the network
+    keys, ``NETWORK_KEYS``, are added wherever the config has them)."""
     DISCRETE_DEFAULTS: ClassVar[dict[str, Any]] = {}
     """Values that differ from ``__init__``'s for a Discrete action space."""
     CONTINUOUS_DEFAULTS: ClassVar[dict[str, Any]] = {}
@@ -59,11 +60,10 @@ class RlscaleConfigMixin:
         self._rlscale_user_keys: tuple[str, ...] = ()
         self._rlscale_space_keys: tuple[str, ...] = ()
 
-    @classmethod
-    def rlscale_keys(cls) -> tuple[str, ...]:
-        """Every rlscale key of this config, its bases' included."""
-        keys: list[str] = []
-        for klass in reversed(cls.__mro__):
+    def rlscale_keys(self) -> tuple[str, ...]:
+        """Every rlscale key of this config: its bases' too, and the network keys it has."""
+        keys: list[str] = [key for key in NETWORK_KEYS if hasattr(self, key)]
+        for klass in reversed(type(self).__mro__):
             for key in getattr(klass, "RLSCALE_KEYS", ()):
                 if key not in keys:
                     keys.append(key)

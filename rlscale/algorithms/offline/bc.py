@@ -26,8 +26,6 @@ from rlscale.algorithms.common.offline import ReleasesDataIterators, set_offline
 class BCConfig(RlscaleConfigMixin, RLlibBCConfig):
     """RLlib's BCConfig with rlscale's offline defaults and network width (``hidden_sizes``)."""
 
-    RLSCALE_KEYS = ("hidden_sizes", "activation")
-
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or BC)
         set_offline_defaults(self, updates_per_iteration=100)

@@ -46,7 +46,7 @@ TD_LOSS_KEY = "td_loss"
 class DiscreteCQLConfig(RlscaleConfigMixin, RLlibDQNConfig):
     """RLlib's DQNConfig plus ``cql_alpha``, the weight of the conservative regularizer."""
 
-    RLSCALE_KEYS = ("cql_alpha", "hidden_sizes", "activation")
+    RLSCALE_KEYS = ("cql_alpha",)
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or DiscreteCQL)

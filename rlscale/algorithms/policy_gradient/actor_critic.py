@@ -61,8 +61,6 @@ class ActorCriticConfig(RlscaleConfigMixin, RLlibPPOConfig):
     """What A2C, TRPO and PPO share: sampling, the actor-critic network, GAE."""
 
     RLSCALE_KEYS: ClassVar[tuple[str, ...]] = (
-        "hidden_sizes",
-        "activation",
         "shared_trunk",
         "initial_log_std",
         "normalize_observations",

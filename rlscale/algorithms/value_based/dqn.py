@@ -31,8 +31,6 @@ from rlscale.modules.rl_modules.discrete_q import DiscreteQModule
 class DQNConfig(RlscaleConfigMixin, RLlibDQNConfig):
     """RLlib's DQNConfig with rlscale's defaults and network width (``hidden_sizes``)."""
 
-    RLSCALE_KEYS = ("hidden_sizes", "activation")
-
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or DQN)
         self.hidden_sizes = [256, 256]

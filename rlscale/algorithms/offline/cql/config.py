@@ -37,7 +37,7 @@ TARGET_ACTIONS = ("mean", "sample")
 class CQLConfig(RlscaleConfigMixin, RLlibCQLConfig):
     """RLlib's CQLConfig with rlscale's defaults: short BC warm-up, small nets and batches."""
 
-    RLSCALE_KEYS = ("target_action", "hidden_sizes", "activation")
+    RLSCALE_KEYS = ("target_action",)
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or CQL)
