@@ -28,10 +28,15 @@ FAMILY_PACKAGES = (
     "rlscale.algorithms.value_based",
     "rlscale.algorithms.tabular",
     "rlscale.algorithms.offline",
+    "rlscale.algorithms.model_based",
 )
 
 SpaceCheck = Callable[[gym.Space, gym.Space], str | None]
 """(observation_space, action_space) -> None when the algorithm fits, else why it does not."""
+
+EnvCheck = Callable[[str, gym.Space, gym.Space], str | None]
+"""(Gymnasium id, observation_space, action_space) -> None when the algorithm can run on that
+env, else why not (e.g. it needs an analytic model rlscale has only for some envs)."""
 
 PolicyDescriber = Callable[[Any, gym.Env], str | None]
 """(restored RLModule, the environment) -> a text picture of the greedy policy, or None."""
@@ -56,6 +61,7 @@ class AlgorithmEntry:
     summary: str
     config_class: Callable[[], AlgorithmConfig]
     space_checks: tuple[SpaceCheck, ...] = field(default_factory=tuple)
+    env_checks: tuple[EnvCheck, ...] = field(default_factory=tuple)
     describe_policy: PolicyDescriber | None = None
     """Optional: `rlscale evaluate` prints what it returns (e.g. a grid of arrows)."""
     inputs: tuple[Input, ...] = (Input.ENVIRONMENT,)
@@ -77,9 +83,16 @@ class AlgorithmEntry:
         """A fresh config carrying rlscale's defaults for this algorithm."""
         return self.config_class()
 
-    def incompatibility(self, observation_space: gym.Space, action_space: gym.Space) -> str | None:
+    def incompatibility(
+        self, observation_space: gym.Space, action_space: gym.Space, env_id: str | None = None
+    ) -> str | None:
+        """Why the algorithm cannot run on these spaces (and on ``env_id``, when given), or None."""
         for check in self.space_checks:
             problem = check(observation_space, action_space)
+            if problem:
+                return problem
+        for env_check in self.env_checks if env_id is not None else ():
+            problem = env_check(env_id, observation_space, action_space)
             if problem:
                 return problem
         return None
@@ -121,16 +134,23 @@ def get_algorithm(name: str) -> AlgorithmEntry:
 
 
 def check_spaces(
-    entry: AlgorithmEntry, observation_space: gym.Space, action_space: gym.Space, env_name: str
+    entry: AlgorithmEntry,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    env_name: str,
+    env_id: str | None = None,
 ) -> None:
-    """Raise a clear error, listing the algorithms that do fit, when ``entry`` cannot run here."""
-    problem = entry.incompatibility(observation_space, action_space)
+    """Raise a clear error, listing the algorithms that do fit, when ``entry`` cannot run here.
+
+    ``env_id``: the Gymnasium id, for the entries' env checks (None skips them).
+    """
+    problem = entry.incompatibility(observation_space, action_space, env_id)
     if problem is None:
         return
     fitting = [
         other.name
         for other in list_algorithms()
-        if other.incompatibility(observation_space, action_space) is None
+        if other.incompatibility(observation_space, action_space, env_id) is None
     ]
     raise IncompatibleSpaceError(
         f"{entry.name} cannot run on {env_name}: {problem}. "

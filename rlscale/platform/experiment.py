@@ -7,6 +7,7 @@ and builds the config without Ray, so bad input fails before anything starts.
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -82,6 +83,8 @@ def prepare(spec: ExperimentSpec, attach_dataset: bool = True) -> PreparedExperi
         _prepare_dataset(prepared, attach_dataset)
     if entry.takes(Input.EXPERT):
         _prepare_expert(prepared)
+    if attach_dataset:  # a config prepared only to evaluate is checked when it is built
+        _validate_before_ray(config, spec.algorithm)
     return prepared
 
 
@@ -213,9 +216,34 @@ def _apply_resources(config: AlgorithmConfig, spec: ExperimentSpec) -> None:
         config.learners(num_learners=resources.num_learners)
 
 
+def _validate_before_ray(config: AlgorithmConfig, algorithm: str) -> None:
+    """RLlib's and the algorithm's ``validate()``: refused before Ray starts or a folder is made.
+
+    ``build_algo()`` validates again, with the cluster's resources known. RLlib's validate()
+    fills in some settings as it checks; it runs on a copy, so the config stays as prepared.
+    """
+    # RLlib logs a note about its new API stack from validate(); that note is noise here.
+    rllib_config_logger = logging.getLogger("ray.rllib.algorithms.algorithm_config")
+    level = rllib_config_logger.level
+    rllib_config_logger.setLevel(logging.ERROR)
+    try:
+        config.copy(copy_frozen=False).validate()
+    except ValueError as exc:
+        reason = str(exc).split("\nTo suppress all validation errors")[0]
+        raise SpecError(f"the configuration of '{algorithm}' is not valid: {reason}") from None
+    finally:
+        rllib_config_logger.setLevel(level)
+
+
 def _check_agent_spaces(entry: AlgorithmEntry, env_info: EnvInfo) -> None:
     if not env_info.is_multi_agent:
-        check_spaces(entry, env_info.observation_space, env_info.action_space, env_info.name)
+        check_spaces(
+            entry,
+            env_info.observation_space,
+            env_info.action_space,
+            env_info.name,
+            env_id=env_info.name,
+        )
         return
     for agent in env_info.agent_ids:
         check_spaces(

@@ -34,3 +34,23 @@ def predicted_next_state(model: DynamicsModel, state: Tensor, action: Tensor) ->
     if isinstance(prediction, Distribution):
         return prediction.mean
     return prediction
+
+
+@runtime_checkable
+class EnsembleDynamicsModel(DynamicsModel, Protocol):
+    """A probabilistic ensemble: ``members`` models, each predicting its own distribution.
+
+    ``predict`` gives the ensemble's combined prediction (its mean is what gradient-based
+    planners follow). ``predict_member`` lets sampling planners propagate particles the way
+    PETS does (Chua et al. 2018, "Deep Reinforcement Learning in a Handful of Trials using
+    Probabilistic Dynamics Models", Sec. 5): row ``i`` is predicted by member ``member[i]``,
+    and a particle's next state is a sample of that distribution. In PETS's terms, TS-1
+    draws a new member for each particle every step; TS-inf keeps each particle's member
+    fixed over the horizon.
+    """
+
+    members: int
+
+    def predict_member(self, state: Tensor, action: Tensor, member: Tensor) -> Distribution:
+        """Next-state distribution of each row under member ``member[i]`` (``[batch]`` long)."""
+        ...

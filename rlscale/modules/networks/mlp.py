@@ -6,7 +6,12 @@ from collections.abc import Sequence
 
 from torch import nn
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "silu": nn.SiLU,  # "swish", the activation of PETS's and MBPO's dynamics models
+}
 
 
 def activation_layer_class(name: str) -> type[nn.Module]:

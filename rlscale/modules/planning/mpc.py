@@ -46,33 +46,51 @@ class MPCController:
 
     def act(self, state: Tensor) -> Tensor:
         """Plan from ``state [batch, state_dim]``; return the first actions ``[batch, m]``."""
-        warm_start = self.shifted_plan(state.shape[0])
-        result = self.planner(state, warm_start)
-        if warm_start is None:
-            for _ in range(self.cold_start_rounds - 1):
-                result = self.planner(state, self._finite_or_fallback(result, None))
-        actions = self._finite_or_fallback(result, warm_start)
-        self._plan = actions
-        self.last_result = result
-        return actions[:, 0]
+        self._plan, self.last_result = receding_horizon_plan(
+            self.planner, state, self.shifted_plan(state.shape[0]), self.cold_start_rounds
+        )
+        return self._plan[:, 0]
 
     def shifted_plan(self, batch: int) -> Tensor | None:
         """The previous plan moved one step on, or None when there is none for this batch."""
         if self._plan is None or self._plan.shape[0] != batch:
             return None
-        return torch.cat([self._plan[:, 1:], self._plan[:, -1:]], dim=1)
+        return shifted(self._plan)
 
-    @staticmethod
-    def _finite_or_fallback(result: PlanResult, warm_start: Tensor | None) -> Tensor:
-        actions = result.actions
-        bad = ~torch.isfinite(result.cost) | ~torch.isfinite(actions).flatten(1).all(dim=1)
-        if not bool(bad.any()):
-            return actions
-        warnings.warn(
-            f"the planner returned a non-finite plan for {int(bad.sum())} of {bad.numel()} "
-            "states (a diverging dynamics model?); acting on the previous plan for those",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        fallback = warm_start if warm_start is not None else torch.zeros_like(actions)
-        return torch.where(bad[:, None, None], fallback, actions)
+
+def shifted(plan: Tensor) -> Tensor:
+    """``plan [batch, H, m]`` moved one step on, its last action repeated to fill the horizon."""
+    return torch.cat([plan[:, 1:], plan[:, -1:]], dim=1)
+
+
+def receding_horizon_plan(
+    planner: Planner, state: Tensor, warm_start: Tensor | None, cold_start_rounds: int = 1
+) -> tuple[Tensor, PlanResult]:
+    """One control step's plan ``[batch, H, m]`` (act on ``plan[:, 0]``) and the planner's result.
+
+    ``warm_start`` is the shifted previous plan, or None at the start of an episode, when the
+    planner runs ``cold_start_rounds`` times, each round warm-started from the last. Rows whose
+    plan came back non-finite keep ``warm_start`` (zeros without one), with a warning. The
+    stateless form of ``MPCController.act``, for callers that keep the plan themselves (an
+    RLModule keeps it in its recurrent state, one plan per episode).
+    """
+    result = planner(state, warm_start)
+    if warm_start is None:
+        for _ in range(cold_start_rounds - 1):
+            result = planner(state, _finite_or_fallback(result, None))
+    return _finite_or_fallback(result, warm_start), result
+
+
+def _finite_or_fallback(result: PlanResult, warm_start: Tensor | None) -> Tensor:
+    actions = result.actions
+    bad = ~torch.isfinite(result.cost) | ~torch.isfinite(actions).flatten(1).all(dim=1)
+    if not bool(bad.any()):
+        return actions
+    warnings.warn(
+        f"the planner returned a non-finite plan for {int(bad.sum())} of {bad.numel()} "
+        "states (a diverging dynamics model?); acting on the previous plan for those",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    fallback = warm_start if warm_start is not None else torch.zeros_like(actions)
+    return torch.where(bad[:, None, None], fallback, actions)

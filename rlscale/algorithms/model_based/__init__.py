@@ -1,0 +1,84 @@
+"""Model-based family: control with a dynamics model (analytic, identified or learned)."""
+
+import gymnasium as gym
+
+from rlscale.algorithms.model_based.mpc import MPC, MPCConfig
+from rlscale.algorithms.model_based.pets import PETS, PETSConfig
+from rlscale.algorithms.model_based.sysid import SysId, SysIdConfig, describe_identified_model
+from rlscale.algorithms.model_based.systems import (
+    analytic_env_ids,
+    analytic_system,
+    identifiable_env_ids,
+    observation_cost_env_ids,
+    plannable_actions,
+)
+from rlscale.algorithms.registry import AlgorithmEntry, register_algorithm, vector_observations_only
+
+__all__ = ["MPC", "PETS", "MPCConfig", "PETSConfig", "SysId", "SysIdConfig"]
+
+
+def has_analytic_model(env_id: str, observation_space: gym.Space, action_space: gym.Space):
+    """Env check: the algorithm controls with rlscale's analytic model of the env."""
+    if analytic_system(env_id) is None:
+        return (
+            f"it needs an analytic model of the env, and rlscale has one only of "
+            f"{', '.join(analytic_env_ids())}"
+        )
+    return plannable_actions(env_id, action_space)
+
+
+register_algorithm(
+    AlgorithmEntry(
+        name="mpc",
+        family="model_based",
+        summary="Receding-horizon control (iLQR, DDP, CEM, MPPI) with the env's analytic model",
+        config_class=MPCConfig,
+        space_checks=(vector_observations_only,),
+        env_checks=(has_analytic_model,),
+    )
+)
+
+
+def has_parameters_to_identify(env_id: str, observation_space: gym.Space, action_space: gym.Space):
+    """Env check: rlscale's model of the env has physical parameters to identify."""
+    if env_id not in identifiable_env_ids():
+        return (
+            f"it identifies the physical parameters of rlscale's model of the env, and only the "
+            f"models of {', '.join(identifiable_env_ids())} have such parameters"
+        )
+    return plannable_actions(env_id, action_space)
+
+
+register_algorithm(
+    AlgorithmEntry(
+        name="sysid",
+        family="model_based",
+        summary="System identification of a physical model from random transitions, then MPC",
+        config_class=SysIdConfig,
+        space_checks=(vector_observations_only,),
+        env_checks=(has_parameters_to_identify,),
+        describe_policy=describe_identified_model,
+    )
+)
+
+
+def has_observation_cost(env_id: str, observation_space: gym.Space, action_space: gym.Space):
+    """Env check: the planner has a cost on the env's observations."""
+    if env_id not in observation_cost_env_ids():
+        return (
+            f"its planner needs the task's cost on observations, which rlscale has for "
+            f"{', '.join(observation_cost_env_ids())}"
+        )
+    return plannable_actions(env_id, action_space)
+
+
+register_algorithm(
+    AlgorithmEntry(
+        name="pets",
+        family="model_based",
+        summary="PETS: probabilistic ensemble dynamics + CEM-MPC with trajectory sampling",
+        config_class=PETSConfig,
+        space_checks=(vector_observations_only,),
+        env_checks=(has_observation_cost,),
+    )
+)
