@@ -187,3 +187,22 @@ def test_pets_network_width_and_ensemble_settings_reach_the_module():
     assert module.planner.settings.particles == 10  # PETS's default kept under the override
     with pytest.raises(ValueError, match="set the ensemble's hidden_sizes with hidden_sizes"):
         PETSConfig().environment("Pendulum-v1").training(ensemble={"hidden_sizes": [8]}).validate()
+
+
+@pytest.mark.long
+def test_pets_balances_inverted_pendulum_within_5000_env_steps(ray_local, tmp_path):
+    """The issue's InvertedPendulum-v5 check: mean greedy return >= 950 (of 1000) after at most
+    5,000 env steps of PETS (the surrogate cost penalizes the pole angle; the env pays 1 per
+    step alive)."""
+    spec = rlscale.ExperimentSpec(
+        algorithm="pets",
+        env="InvertedPendulum-v5",
+        seed=0,
+        output=tmp_path,
+        name="pets-inverted-pendulum",
+        stop={"timesteps": 5_000},
+        checkpoint={"every": 0},
+    )
+    result = rlscale.train(spec)
+    evaluation = rlscale.evaluate(result.checkpoint, episodes=3, seed=0)
+    assert evaluation.mean_return >= 950, (evaluation.returns, result.final)

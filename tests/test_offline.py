@@ -253,7 +253,7 @@ def test_cql_target_networks_move_by_tau_after_every_update(monkeypatch):
     from ray.rllib.core.columns import Columns
     from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 
-    from rlscale.algorithms.offline.cql import learner as cql_learner
+    from rlscale.algorithms.value_based.sac import learner as sac  # CQL's Learner is SAC's
 
     config = get_algorithm("cql").make_config().training(tau=0.5)
     spaces = (gym.spaces.Box(-1.0, 1.0, (3,)), gym.spaces.Box(-2.0, 2.0, (1,)))
@@ -261,14 +261,14 @@ def test_cql_target_networks_move_by_tau_after_every_update(monkeypatch):
     main, target = learner.module["default_policy"].get_target_network_pairs()[0]
     start = [p.detach().clone() for p in target.parameters()]
     main_after_each_step = []
-    polyak_step = cql_learner.polyak_step
+    polyak_step = sac.polyak_step
 
     def record_and_average(main_net, target_net, tau):
         # Called after each optimizer step: the main critics the targets move towards.
         main_after_each_step.append([p.detach().clone() for p in main_net.parameters()])
         polyak_step(main_net, target_net, tau)
 
-    monkeypatch.setattr(cql_learner, "polyak_step", record_and_average)
+    monkeypatch.setattr(sac, "polyak_step", record_and_average)
     rng = np.random.default_rng(0)
     rows = 8
     columns = {

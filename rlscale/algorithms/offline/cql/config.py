@@ -1,7 +1,8 @@
 """Conservative Q-learning for continuous actions: RLlib's CQL algorithm and config (SAC-based)
 with rlscale's module, Learner, defaults and offline training step.
 
-SAC (Haarnoja et al. 2018) on logged data, with the critics' TD loss plus the CQL(H)
+SAC (Haarnoja et al. 2018; rlscale's ``sac``, whose module and Learner CQL's extend) on logged
+data, with the critics' TD loss plus the CQL(H)
 regularizer (Kumar, Zhou, Tucker, Levine 2020, "Conservative Q-Learning for Offline
 Reinforcement Learning", https://arxiv.org/abs/2006.04779, eq. 4):
 
@@ -29,6 +30,7 @@ from rlscale.algorithms.common.offline import (
 )
 from rlscale.algorithms.offline.cql.learner import CQLLearner
 from rlscale.algorithms.offline.cql.module import CQLModule
+from rlscale.algorithms.value_based.sac import soft_actor_critic_model_config
 
 TARGET_ACTIONS = ("mean", "sample")
 """The next action the TD target bootstraps from: tanh(mean(s')) or a sample of π(s')."""
@@ -68,12 +70,11 @@ class CQLConfig(RlscaleConfigMixin, RLlibCQLConfig):
 
     @property
     def _model_config_auto_includes(self) -> dict[str, Any]:
-        return super()._model_config_auto_includes | {
-            "num_critics": 2 if self.twin_q else 1,
-            "num_actions": self.num_actions,
-            "initial_alpha": self.initial_alpha,
-            "target_action": self.target_action,
-        }
+        return (
+            super()._model_config_auto_includes
+            | soft_actor_critic_model_config(self)
+            | {"num_actions": self.num_actions, "target_action": self.target_action}
+        )
 
     def validate(self) -> None:
         super().validate()

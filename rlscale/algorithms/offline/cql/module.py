@@ -1,4 +1,4 @@
-"""CQL's RLModule: the SAC-style module, with what CQL's losses need from one minibatch.
+"""CQL's RLModule: SAC's module, with what CQL's regularizer needs from one minibatch.
 
 Everything comes out of one ``forward_train`` call, with each critic ensemble evaluated once per
 role (three calls per update):
@@ -8,16 +8,14 @@ role (three calls per update):
   samples at s and ``num_actions`` policy samples at s' (Kumar, Zhou, Tucker, Levine 2020,
   https://arxiv.org/abs/2006.04779, eq. 4 and its importance-sampled estimate in appendix F:
   all of them scored at s). The sampled actions are detached: the regularizer trains Q only.
-- the critics at (s, a ~ π(s)) with their weights detached, for the actor's loss: its gradient
-  reaches the policy through the action and leaves Q alone, so one backward pass serves the
-  actor, the critics and the temperature together.
-- the target critics at (s', a') for the TD target, without gradients, where a' is the
-  policy's greedy action tanh(mean(s')) (``target_action="mean"``, the default, as d3rlpy
-  bootstraps) or a sample a' ~ π(s') (``"sample"``, SAC's and the CQL authors' code). On data
-  from a near-deterministic policy (Hopper) the sampled a' lands far off the data once the
-  entropy weight has grown, where the regularizer has pushed Q down; the targets then fall with
-  it and Q(s, a_data) diverges although every reward is positive. With the mean it stays
-  bounded.
+- SAC's actor and target terms (``SACTrainModule._actor_and_target_outputs``): the critics at
+  (s, a ~ π(s)) with their weights detached for the actor's loss, and the target critics at
+  (s', a') for the TD target, without gradients. Here a' is the policy's greedy action
+  tanh(mean(s')) (``target_action="mean"``, the default, as d3rlpy bootstraps) or a sample
+  a' ~ π(s') (``"sample"``, SAC's and the CQL authors' code). On data from a
+  near-deterministic policy (Hopper) the sampled a' lands far off the data once the entropy
+  weight has grown, where the regularizer has pushed Q down; the targets then fall with it and
+  Q(s, a_data) diverges although every reward is positive. With the mean it stays bounded.
 
 ``model_config`` keys beyond the SAC-style module's: ``num_actions``, ``target_action``.
 """
@@ -29,28 +27,37 @@ from typing import Any
 import torch
 from ray.rllib.core.columns import Columns
 
-from rlscale.modules.rl_modules.sac import SACModule
+from rlscale.algorithms.value_based.sac import (
+    LOGP_ACTOR,
+    LOGP_NEXT,
+    Q_ACTOR,
+    Q_LOGGED,
+    Q_TARGET_NEXT,
+    SACTrainModule,
+)
 
-Q_LOGGED = "q_logged"
-"""Each critic's Q(s, a_data): ``[critics, rows]``."""
+__all__ = [
+    "LOGP_ACTOR",
+    "LOGP_LOGGED",
+    "LOGP_NEXT",
+    "LOGP_SAMPLED",
+    "Q_ACTOR",
+    "Q_LOGGED",
+    "Q_SAMPLED",
+    "Q_TARGET_NEXT",
+    "CQLModule",
+]
+
 Q_SAMPLED = "q_sampled"
 """Each critic's Q(s, ·) of the regularizer's actions: ``[critics, 3, num_actions, rows]``,
 uniform, policy at s, policy at s' along the second axis."""
 LOGP_SAMPLED = "logp_sampled"
 """log π of the policy's regularizer samples at s and s' (detached): ``[2, num_actions, rows]``."""
-Q_ACTOR = "q_actor"
-"""Min over critics of Q(s, a ~ π(s)), critics held fixed: ``[rows]``."""
-LOGP_ACTOR = "logp_actor"
-"""log π(a | s) of the actor's action: ``[rows]``."""
 LOGP_LOGGED = "logp_logged"
 """log π(a_data | s), for the behavior-cloning warm-up: ``[rows]``."""
-Q_TARGET_NEXT = "q_target_next"
-"""Min over target critics of Q'(s', a'), a' = tanh(mean(s')) or a' ~ π(s'): ``[rows]``."""
-LOGP_NEXT = "logp_next"
-"""log π(a' | s') of a sampled next action (the soft backup's entropy term): ``[rows]``."""
 
 
-class CQLModule(SACModule):
+class CQLModule(SACTrainModule):
     def _forward_train(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         obs = self._observations(batch, Columns.OBS)
         next_obs = self._observations(batch, Columns.NEXT_OBS)
@@ -65,24 +72,15 @@ class CQLModule(SACModule):
             [logged.unsqueeze(0), uniform, actions[:, :rows].detach(), actions[:, rows:].detach()]
         )  # [1 + 3 * samples, rows, action_dim], all scored at s
         q = self._critic_values(self.critics, obs, regularizer_actions)
-        with torch.no_grad():
-            if self.model_config["target_action"] == "mean":
-                next_action = torch.tanh(distribution.mean[rows:])
-            else:
-                next_action = actions[0, rows:]
-            q_target_next = self._critic_values(
-                self._target_critics, next_obs, next_action.unsqueeze(0)
-            )[:, 0]
-        actor_action = actions[:1, :rows]
-        q_actor = self._critic_values(self.critics, obs, actor_action, detach_weights=True)[:, 0]
+        if self.model_config["target_action"] == "mean":
+            next_action = torch.tanh(distribution.mean[rows:])
+        else:
+            next_action = actions[0, rows:]
         policy_at_obs = type(distribution)(distribution.mean[:rows], distribution.log_std[:rows])
         return {
             Q_LOGGED: q[:, 0],
             Q_SAMPLED: q[:, 1:].reshape(q.shape[0], 3, samples, rows),
             LOGP_SAMPLED: logps.detach().reshape(samples, 2, rows).transpose(0, 1),
-            Q_ACTOR: q_actor.min(dim=0).values,
-            LOGP_ACTOR: logps[0, :rows],
             LOGP_LOGGED: policy_at_obs.logp(logged),
-            Q_TARGET_NEXT: q_target_next.min(dim=0).values,
-            LOGP_NEXT: logps[0, rows:].detach(),
+            **self._actor_and_target_outputs(obs, next_obs, actions, logps, next_action),
         }
