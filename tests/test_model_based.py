@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -100,7 +102,7 @@ def test_mpc_cli_refuses_an_env_it_has_no_model_of(tmp_path):
     completed = run_cli("train", "mpc", "--env", "Acrobot-v1", "--output", str(tmp_path))
     assert completed.returncode != 0
     assert "Traceback" not in completed.stderr + completed.stdout
-    assert "analytic model" in completed.stderr + completed.stdout
+    assert "needs a model of the env" in completed.stderr + completed.stdout
 
 
 def _restored_module(checkpoint):
@@ -133,6 +135,20 @@ def test_sysid_identifies_cartpole_and_its_controller_balances_for_500_steps(ray
     evaluation = rlscale.evaluate(result.checkpoint, episodes=2, seed=0)
     assert evaluation.returns == [500.0, 500.0]
     assert evaluation.policy_text is not None and "gravity" in evaluation.policy_text
+
+    # mpc plans with the identified model when given the checkpoint (its weights are loaded).
+    controlled = rlscale.train(
+        spec.model_copy(
+            update={
+                "algorithm": "mpc",
+                "name": "mpc-identified",
+                "hyperparameters": {"model_checkpoint": str(result.checkpoint), "horizon": 10},
+            }
+        )
+    )
+    loaded = _restored_module(controlled.checkpoint).dynamics.identifiable_parameters()
+    assert loaded == pytest.approx(identified, rel=1e-12)
+    assert controlled.final.env_steps == 200
 
 
 def test_sysid_refuses_an_env_whose_model_has_no_parameters():
@@ -206,3 +222,42 @@ def test_pets_balances_inverted_pendulum_within_5000_env_steps(ray_local, tmp_pa
     result = rlscale.train(spec)
     evaluation = rlscale.evaluate(result.checkpoint, episodes=3, seed=0)
     assert evaluation.mean_return >= 950, (evaluation.returns, result.final)
+
+
+def _fake_checkpoint(folder, algorithm: str, env: str):
+    folder.mkdir()
+    (folder / "rlscale.json").write_text(json.dumps({"algorithm": algorithm, "env": env}))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: tmp / "missing", "not a complete rlscale checkpoint"),
+        (lambda tmp: _fake_checkpoint(tmp / "ppo", "ppo", "Pendulum-v1"), "is a ppo checkpoint"),
+        (
+            lambda tmp: _fake_checkpoint(tmp / "cartpole", "pets", "CartPole-v1"),
+            "modelled CartPole-v1, not Pendulum-v1",
+        ),
+    ],
+)
+def test_mpc_refuses_a_model_checkpoint_it_cannot_plan_with(tmp_path, make, message):
+    from rlscale.errors import SpecError
+    from rlscale.platform.experiment import prepare
+
+    spec = rlscale.ExperimentSpec(
+        algorithm="mpc",
+        env="Pendulum-v1",
+        seed=0,
+        hyperparameters={"model_checkpoint": str(make(tmp_path))},
+    )
+    with pytest.raises(SpecError, match=message):
+        prepare(spec)
+
+
+def test_mpc_without_a_model_checkpoint_on_an_env_without_equations_says_what_to_pass():
+    from rlscale.errors import SpecError
+    from rlscale.platform.experiment import prepare
+
+    with pytest.raises(SpecError, match="set model_checkpoint to a pets checkpoint"):
+        prepare(rlscale.ExperimentSpec(algorithm="mpc", env="InvertedPendulum-v5", seed=0))

@@ -38,6 +38,7 @@ from rlscale.modules.planning import (
 )
 from rlscale.modules.planning.rollout import rollout
 from rlscale.modules.planning.sampling import CandidateRollout, particle_states
+from tests.test_planning import LinearModel, QuadraticCost
 
 DTYPE = torch.float64
 PLANNERS = {"cem": (CEMPlanner, CEMSettings), "mppi": (MPPIPlanner, MPPISettings)}
@@ -63,29 +64,6 @@ def make_planner(kind: str, dynamics, cost, horizon: int, settings=None, seed: i
 
 
 # ----------------------------------------------------------------------------- test systems
-
-
-class LinearModel:
-    """``x' = A x + B u``."""
-
-    def __init__(self, a: Tensor, b: Tensor):
-        self.a, self.b = a, b
-
-    def predict(self, state: Tensor, action: Tensor) -> Tensor:
-        return state @ self.a.T + action @ self.b.T
-
-
-class QuadraticCost:
-    """``x^T Q x + u^T R u`` per row, and ``x^T Q_f x`` at the end."""
-
-    def __init__(self, q: Tensor, r: Tensor, q_final: Tensor):
-        self.q, self.r, self.q_final = q, r, q_final
-
-    def __call__(self, state: Tensor, action: Tensor) -> Tensor:
-        return ((state @ self.q) * state).sum(-1) + ((action @ self.r) * action).sum(-1)
-
-    def terminal(self, state: Tensor) -> Tensor:
-        return ((state @ self.q_final) * state).sum(-1)
 
 
 def lq_problem() -> tuple[LinearModel, QuadraticCost]:

@@ -17,12 +17,14 @@ from rlscale.algorithms.registry import AlgorithmEntry, register_algorithm, vect
 __all__ = ["MPC", "PETS", "MPCConfig", "PETSConfig", "SysId", "SysIdConfig"]
 
 
-def has_analytic_model(env_id: str, observation_space: gym.Space, action_space: gym.Space):
-    """Env check: the algorithm controls with rlscale's analytic model of the env."""
-    if analytic_system(env_id) is None:
+def has_a_model(env_id: str, observation_space: gym.Space, action_space: gym.Space):
+    """Env check: rlscale has an analytic model of the env, or a cost to plan a learned one
+    with (``model_checkpoint``; the config checks that one is given)."""
+    if analytic_system(env_id) is None and env_id not in observation_cost_env_ids():
         return (
-            f"it needs an analytic model of the env, and rlscale has one only of "
-            f"{', '.join(analytic_env_ids())}"
+            f"it needs a model of the env: rlscale has an analytic one of "
+            f"{', '.join(analytic_env_ids())}, and plans learned ones (pets checkpoints) on "
+            f"{', '.join(observation_cost_env_ids())}"
         )
     return plannable_actions(env_id, action_space)
 
@@ -34,7 +36,7 @@ register_algorithm(
         summary="Receding-horizon control (iLQR, DDP, CEM, MPPI) with the env's analytic model",
         config_class=MPCConfig,
         space_checks=(vector_observations_only,),
-        env_checks=(has_analytic_model,),
+        env_checks=(has_a_model,),
     )
 )
 

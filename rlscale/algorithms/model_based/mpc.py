@@ -22,6 +22,7 @@ from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, ENV_RUNNER_SAMPLING_TIMER, TIMERS
 
 from rlscale.algorithms.common.config import RlscaleConfigMixin
+from rlscale.algorithms.model_based.model_checkpoints import learned_model
 from rlscale.algorithms.model_based.planning_module import (
     PLANNER_SETTINGS,
     PlanningModule,
@@ -39,7 +40,11 @@ class MPCConfig(RlscaleConfigMixin, AlgorithmConfig):
         "horizon",
         "planner_settings",
         "cold_start_rounds",
+        "model_checkpoint",
     )
+
+    MODEL: ClassVar[str] = "analytic"
+    """The dynamics model the planner uses (``PlanningModule``'s ``model`` key)."""
 
     PLANNER_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
         # Two iLQR iterations per control step once warm (ten rounds on an episode's first
@@ -59,6 +64,9 @@ class MPCConfig(RlscaleConfigMixin, AlgorithmConfig):
         self.planner_settings: dict[str, Any] = {}
         """Overrides of the planner's settings (see ``effective_planner_settings``)."""
         self.cold_start_rounds = 10
+        self.model_checkpoint: str | None = None
+        """A ``pets`` or ``sysid`` checkpoint of the same env: plan with its learned (identified)
+        model instead of the analytic one."""
         # 200 env steps (one Pendulum episode) per iteration, sampled in the driver. Episodes
         # run on across iterations (RLlib's "complete_episodes" mode reseeds the env on every
         # call, which would replay one episode over and over).
@@ -76,13 +84,23 @@ class MPCConfig(RlscaleConfigMixin, AlgorithmConfig):
         return self.env.removeprefix(RLLIB_ENV_PREFIX)
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
-        return RLModuleSpec(module_class=PlanningModule, model_config=self.model_config)
+        if not self.model_checkpoint:
+            return RLModuleSpec(module_class=PlanningModule, model_config=self.model_config)
+        source = learned_model(self.model_checkpoint, self.system_id)
+        # The checkpoint's model (kind and network), this config's planner; RLlib loads the
+        # checkpoint's module state, the model's weights, before syncing to the EnvRunners.
+        model = {
+            "model": source.model_config["model"],
+            "ensemble": source.model_config.get("ensemble", {}),
+        }
+        return RLModuleSpec(
+            module_class=PlanningModule,
+            model_config={**self.model_config, **model},
+            load_state_path=str(source.module_dir),
+        )
 
     def get_default_learner_class(self) -> type[TorchLearner]:
         return ModelHoldingLearner
-
-    MODEL: ClassVar[str] = "analytic"
-    """The dynamics model the planner uses (``PlanningModule``'s ``model`` key)."""
 
     @property
     def _model_config_auto_includes(self) -> dict[str, Any]:
@@ -99,10 +117,16 @@ class MPCConfig(RlscaleConfigMixin, AlgorithmConfig):
     def validate(self) -> None:
         super().validate()
         self.validate_planner()
-        if self.system_id is not None and analytic_system(self.system_id) is None:
+        if self.model_checkpoint:
+            try:
+                learned_model(self.model_checkpoint, self.system_id)
+            except ValueError as exc:
+                self._value_error(str(exc))
+        elif self.system_id is not None and analytic_system(self.system_id) is None:
             self._value_error(
                 f"mpc needs a model of the env, and rlscale has an analytic model only of "
-                f"{', '.join(analytic_env_ids())}; {self.system_id} is not one of them"
+                f"{', '.join(analytic_env_ids())}; for {self.system_id}, set model_checkpoint "
+                "to a pets checkpoint trained on it"
             )
 
     def validate_planner(self) -> None:

@@ -28,7 +28,6 @@ EnvRunners like any policy's.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -37,6 +36,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import Tensor, nn
 
+from rlscale.algorithms.common.settings import settings_from
 from rlscale.algorithms.model_based.systems import (
     action_interface,
     analytic_system,
@@ -71,32 +71,11 @@ def planner_settings(planner: str, overrides: dict[str, Any]):
         raise ValueError(
             f"unknown planner {planner!r}; choose one of {', '.join(PLANNER_SETTINGS)}"
         )
-    settings_class = PLANNER_SETTINGS[planner]
-    fields = {field.name for field in dataclasses.fields(settings_class)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(
-            f"planner_settings has no key {', '.join(map(repr, unknown))} for the {planner} "
-            f"planner; valid keys: {', '.join(sorted(fields))}"
-        )
-    values = dict(overrides)
-    if "step_sizes" in values:
-        values["step_sizes"] = tuple(values["step_sizes"])
-    return settings_class(**values)
+    return settings_from(PLANNER_SETTINGS[planner], overrides, "planner_settings")
 
 
 def ensemble_settings(overrides: dict[str, Any]) -> EnsembleSettings:
-    fields = {field.name for field in dataclasses.fields(EnsembleSettings)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(
-            f"ensemble has no key {', '.join(map(repr, unknown))}; valid keys: "
-            f"{', '.join(sorted(fields))}"
-        )
-    values = dict(overrides)
-    if "hidden_sizes" in values:
-        values["hidden_sizes"] = tuple(values["hidden_sizes"])
-    return EnsembleSettings(**values)
+    return settings_from(EnsembleSettings, overrides, "ensemble")
 
 
 class PlanningModule(TorchRLModule):

@@ -24,6 +24,7 @@ import torch
 from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, ENV_RUNNER_SAMPLING_TIMER, TIMERS
 
+from rlscale.algorithms.common.settings import settings_from
 from rlscale.algorithms.model_based.mpc import MPC, ModelHoldingLearner, MPCConfig
 from rlscale.algorithms.model_based.systems import action_interface, analytic_system
 from rlscale.algorithms.model_based.transitions import transitions_from_episodes
@@ -56,14 +57,7 @@ class SysIdConfig(MPCConfig):
         return SysIdLearner
 
     def fit_settings(self) -> IdentificationSettings:
-        fields = {field.name for field in dataclasses.fields(IdentificationSettings)}
-        unknown = sorted(set(self.sysid_settings) - fields)
-        if unknown:
-            raise ValueError(
-                f"sysid_settings has no key {', '.join(map(repr, unknown))}; valid keys: "
-                f"{', '.join(sorted(fields))}"
-            )
-        return IdentificationSettings(**self.sysid_settings)
+        return settings_from(IdentificationSettings, self.sysid_settings, "sysid_settings")
 
     def validate(self) -> None:
         super().validate()

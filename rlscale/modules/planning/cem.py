@@ -37,15 +37,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rlscale.modules.dynamics.base import DynamicsModel
-from rlscale.modules.planning.base import PlanResult, StageCost, TerminalCost
+from rlscale.modules.planning.base import PlanResult
 from rlscale.modules.planning.rollout import Trajectory
 from rlscale.modules.planning.sampling import (
     ActionBox,
-    CandidateRollout,
     Propagation,
+    SamplingPlanner,
     ScoredCandidates,
-    action_box,
     initial_plan,
     require_particles,
     require_positive,
@@ -93,7 +91,7 @@ class CEMSettings:
         require_particles(self.particles, self.propagation)
 
 
-class CEMPlanner:
+class CEMPlanner(SamplingPlanner):
     """CEM over action sequences: a ``Planner`` for ``MPCController``.
 
     ``action_low`` / ``action_high`` are required (numbers or ``[action_dim]`` tensors, low <
@@ -101,31 +99,7 @@ class CEMPlanner:
     makes the sampling reproducible. Computation runs in the states' dtype and device.
     """
 
-    def __init__(
-        self,
-        dynamics: DynamicsModel,
-        cost: StageCost,
-        horizon: int,
-        *,
-        terminal_cost: TerminalCost | None = None,
-        action_low: Tensor | float | None = None,
-        action_high: Tensor | float | None = None,
-        action_dim: int | None = None,
-        settings: CEMSettings | None = None,
-        generator: torch.Generator | None = None,
-    ):
-        require_positive_int("horizon", horizon)
-        self.horizon = horizon
-        self.box = action_box(action_low, action_high, action_dim, "CEMPlanner")
-        self.settings = settings or CEMSettings()
-        self.rollout = CandidateRollout(
-            dynamics,
-            cost,
-            terminal_cost,
-            self.settings.propagation,
-            self.settings.particles,
-            generator,
-        )
+    settings_class = CEMSettings
 
     def __call__(self, state: Tensor, initial_actions: Tensor | None = None) -> PlanResult:
         """Plan ``horizon`` actions for each start state of ``state [batch, state_dim]``."""

@@ -40,13 +40,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rlscale.modules.dynamics.base import DynamicsModel
-from rlscale.modules.planning.base import PlanResult, StageCost, TerminalCost
+from rlscale.modules.planning.base import PlanResult
 from rlscale.modules.planning.sampling import (
     ActionBox,
-    CandidateRollout,
     Propagation,
-    action_box,
+    SamplingPlanner,
     initial_plan,
     require_particles,
     require_positive,
@@ -92,7 +90,7 @@ class MPPISettings:
         require_particles(self.particles, self.propagation)
 
 
-class MPPIPlanner:
+class MPPIPlanner(SamplingPlanner):
     """MPPI over action sequences: a ``Planner`` for ``MPCController``.
 
     ``action_low`` / ``action_high`` are required (numbers or ``[action_dim]`` tensors, low <
@@ -100,31 +98,7 @@ class MPPIPlanner:
     makes the sampling reproducible. Computation runs in the states' dtype and device.
     """
 
-    def __init__(
-        self,
-        dynamics: DynamicsModel,
-        cost: StageCost,
-        horizon: int,
-        *,
-        terminal_cost: TerminalCost | None = None,
-        action_low: Tensor | float | None = None,
-        action_high: Tensor | float | None = None,
-        action_dim: int | None = None,
-        settings: MPPISettings | None = None,
-        generator: torch.Generator | None = None,
-    ):
-        require_positive_int("horizon", horizon)
-        self.horizon = horizon
-        self.box = action_box(action_low, action_high, action_dim, "MPPIPlanner")
-        self.settings = settings or MPPISettings()
-        self.rollout = CandidateRollout(
-            dynamics,
-            cost,
-            terminal_cost,
-            self.settings.propagation,
-            self.settings.particles,
-            generator,
-        )
+    settings_class = MPPISettings
 
     def __call__(self, state: Tensor, initial_actions: Tensor | None = None) -> PlanResult:
         """Plan ``horizon`` actions for each start state of ``state [batch, state_dim]``."""

@@ -30,7 +30,7 @@ for it, which ``MPCController`` answers by falling back to its previous plan.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -285,3 +285,39 @@ def particle_states(
             )
         states.append(mean + stddev * standard_normal(tuple(mean.shape), mean, generator))
     return torch.stack(states, dim=1)
+
+
+class SamplingPlanner:
+    """What CEM and MPPI share: the model, cost and horizon, the action box, the settings and
+    the candidate rollouts. ``action_low`` / ``action_high`` are required (numbers or
+    ``[action_dim]`` tensors, low < high); give ``action_dim`` when both are numbers.
+    ``generator`` (on the states' device) makes the sampling reproducible."""
+
+    settings_class: ClassVar[type]
+    """The subclass's settings dataclass (``CEMSettings``, ``MPPISettings``)."""
+
+    def __init__(
+        self,
+        dynamics: DynamicsModel,
+        cost: StageCost,
+        horizon: int,
+        *,
+        terminal_cost: TerminalCost | None = None,
+        action_low: Tensor | float | None = None,
+        action_high: Tensor | float | None = None,
+        action_dim: int | None = None,
+        settings: Any = None,
+        generator: torch.Generator | None = None,
+    ):
+        require_positive_int("horizon", horizon)
+        self.horizon = horizon
+        self.box = action_box(action_low, action_high, action_dim, type(self).__name__)
+        self.settings = settings or self.settings_class()
+        self.rollout = CandidateRollout(
+            dynamics,
+            cost,
+            terminal_cost,
+            self.settings.propagation,
+            self.settings.particles,
+            generator,
+        )
