@@ -209,7 +209,9 @@ def test_pets_network_width_and_ensemble_settings_reach_the_module():
 def test_pets_balances_inverted_pendulum_within_5000_env_steps(ray_local, tmp_path):
     """The issue's InvertedPendulum-v5 check: mean greedy return >= 950 (of 1000) after at most
     5,000 env steps of PETS (the surrogate cost penalizes the pole angle; the env pays 1 per
-    step alive)."""
+    step alive). Balancing needs a short horizon on the learned model (0.6 s: with 25-30 steps
+    the plans follow compounding model error and episodes end within about 60 steps) and
+    narrower first CEM samples than the action box's half-width of 3."""
     spec = rlscale.ExperimentSpec(
         algorithm="pets",
         env="InvertedPendulum-v5",
@@ -218,6 +220,7 @@ def test_pets_balances_inverted_pendulum_within_5000_env_steps(ray_local, tmp_pa
         name="pets-inverted-pendulum",
         stop={"timesteps": 5_000},
         checkpoint={"every": 0},
+        hyperparameters={"horizon": 15, "planner_settings": {"initial_std": 1.0}},
     )
     result = rlscale.train(spec)
     evaluation = rlscale.evaluate(result.checkpoint, episodes=3, seed=0)
