@@ -14,8 +14,6 @@
 
 from __future__ import annotations
 
-import gymnasium as gym
-import numpy as np
 import pytest
 import torch
 from torch import Tensor
@@ -25,7 +23,6 @@ from rlscale.modules.dynamics import (
     EnsembleDynamicsModel,
     PendulumModel,
     pendulum_cost,
-    pendulum_state_from_observation,
     pendulum_terminal_cost,
 )
 from rlscale.modules.planning import (
@@ -38,7 +35,7 @@ from rlscale.modules.planning import (
 )
 from rlscale.modules.planning.rollout import rollout
 from rlscale.modules.planning.sampling import CandidateRollout, particle_states
-from tests.test_planning import LinearModel, QuadraticCost
+from tests.test_planning import LinearModel, QuadraticCost, run_pendulum_episodes
 
 DTYPE = torch.float64
 PLANNERS = {"cem": (CEMPlanner, CEMSettings), "mppi": (MPPIPlanner, MPPISettings)}
@@ -454,26 +451,6 @@ def test_a_seeded_generator_reproduces_the_plan(kind: str, model: str) -> None:
 
 
 # ----------------------------------------------------------------------------- Pendulum MPC
-
-
-def run_pendulum_episodes(controller: MPCController, seeds: list[int]) -> np.ndarray:
-    """Returns of one 200-step Pendulum-v1 episode per seed, controlled as one batch."""
-    envs = [gym.make("Pendulum-v1") for _ in seeds]
-    observations = np.stack(
-        [env.reset(seed=seed)[0] for env, seed in zip(envs, seeds, strict=True)]
-    )
-    returns = np.zeros(len(seeds))
-    controller.reset()
-    for _ in range(200):
-        states = pendulum_state_from_observation(torch.as_tensor(observations, dtype=DTYPE))
-        actions = controller.act(states).numpy().astype(np.float32)
-        assert np.all(np.abs(actions) <= 2.0)
-        steps = [env.step(action) for env, action in zip(envs, actions, strict=True)]
-        observations = np.stack([step[0] for step in steps])
-        returns += [step[1] for step in steps]
-    for env in envs:
-        env.close()
-    return returns
 
 
 def pendulum_mpc(kind: str) -> MPCController:

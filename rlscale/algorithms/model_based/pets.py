@@ -114,10 +114,11 @@ class PETSConfig(MPCConfig):
         # MPCConfig.validate asks for an analytic model; PETS learns one.
         super(MPCConfig, self).validate()
         self.validate_planner()
-        for key in ("random_warmup_steps", "model_updates", "model_batch_size"):
+        smallest = {"random_warmup_steps": 0, "model_updates": 1, "model_batch_size": 1}
+        for key, least in smallest.items():
             value = getattr(self, key)
-            if not isinstance(value, int) or value < (0 if key == "random_warmup_steps" else 1):
-                self._value_error(f"{key} must be a positive integer, got {value!r}")
+            if not isinstance(value, int) or value < least:
+                self._value_error(f"{key} must be an integer of at least {least}, got {value!r}")
         if not self.model_weight_decay >= 0:
             self._value_error(f"model_weight_decay must be >= 0, got {self.model_weight_decay}")
         for key in ("hidden_sizes", "activation"):

@@ -92,12 +92,7 @@ class CEMSettings:
 
 
 class CEMPlanner(SamplingPlanner):
-    """CEM over action sequences: a ``Planner`` for ``MPCController``.
-
-    ``action_low`` / ``action_high`` are required (numbers or ``[action_dim]`` tensors, low <
-    high); give ``action_dim`` when both are numbers. ``generator`` (on the states' device)
-    makes the sampling reproducible. Computation runs in the states' dtype and device.
-    """
+    """CEM over action sequences, a ``Planner`` for ``MPCController`` (see ``SamplingPlanner``)."""
 
     settings_class = CEMSettings
 

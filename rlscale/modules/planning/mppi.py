@@ -91,12 +91,7 @@ class MPPISettings:
 
 
 class MPPIPlanner(SamplingPlanner):
-    """MPPI over action sequences: a ``Planner`` for ``MPCController``.
-
-    ``action_low`` / ``action_high`` are required (numbers or ``[action_dim]`` tensors, low <
-    high); give ``action_dim`` when both are numbers. ``generator`` (on the states' device)
-    makes the sampling reproducible. Computation runs in the states' dtype and device.
-    """
+    """MPPI over action sequences, a ``Planner`` for ``MPCController`` (see ``SamplingPlanner``)."""
 
     settings_class = MPPISettings
 
