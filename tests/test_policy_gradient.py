@@ -15,7 +15,7 @@ from rlscale.algorithms.policy_gradient.trpo_step import (
     conjugate_gradient_step,
     flat_parameters,
 )
-from rlscale.errors import IncompatibleSpaceError
+from rlscale.errors import IncompatibleSpaceError, SpecError
 from rlscale.modules.networks.actor_critic import ActorCritic, ActorCriticShape
 from rlscale.platform.experiment import prepare
 from tests.conftest import mean_std_filter_stats
@@ -224,12 +224,12 @@ def test_rejects_image_and_tuple_spaces(name):
     ],
 )
 def test_config_validation_names_the_problem(name, hyperparameters, message):
+    """Refused by prepare(), before Ray starts, with the config's own reason."""
     spec = rlscale.ExperimentSpec(
         algorithm=name, env="CartPole-v1", seed=0, hyperparameters=hyperparameters
     )
-    config = prepare(spec).config
-    with pytest.raises(ValueError, match=message):
-        config.validate()
+    with pytest.raises(SpecError, match=message):
+        prepare(spec)
 
 
 # --- learning checks (slow) ---------------------------------------------------------------
