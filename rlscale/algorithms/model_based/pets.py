@@ -60,7 +60,7 @@ class PETSConfig(MPCConfig):
     )
     MODEL: ClassVar[str] = "ensemble"
     # A smaller CEM population than PETS's 400 (and narrower networks than its 200-unit
-    # layers, ``hidden_sizes``) so that a control step takes tens of milliseconds on one core.
+    # layers, ``hidden_sizes``) so that a control step stays near 0.1 s on one CPU core.
     PLANNER_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
         **MPCConfig.PLANNER_DEFAULTS,
         "cem": {
