@@ -117,6 +117,10 @@ class MPCConfig(RlscaleConfigMixin, AlgorithmConfig):
     def validate(self) -> None:
         super().validate()
         self.validate_planner()
+        self.validate_model()
+
+    def validate_model(self) -> None:
+        """The model to plan with: a usable ``model_checkpoint``, or the env's analytic model."""
         if self.model_checkpoint:
             try:
                 learned_model(self.model_checkpoint, self.system_id)

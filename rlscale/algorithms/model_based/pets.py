@@ -110,10 +110,8 @@ class PETSConfig(MPCConfig):
     def get_default_learner_class(self) -> type[TorchLearner]:
         return PETSLearner
 
-    def validate(self) -> None:
-        # MPCConfig.validate asks for an analytic model; PETS learns one.
-        super(MPCConfig, self).validate()
-        self.validate_planner()
+    def validate_model(self) -> None:
+        """PETS learns its model: the ensemble's and its fitting's keys."""
         smallest = {"random_warmup_steps": 0, "model_updates": 1, "model_batch_size": 1}
         for key, least in smallest.items():
             value = getattr(self, key)
