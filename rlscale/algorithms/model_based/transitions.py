@@ -62,9 +62,3 @@ class TransitionStore:
         self.data = {
             field: np.concatenate([self.data[field], transitions[field]]) for field in FIELDS
         }
-
-    def get_state(self) -> dict[str, np.ndarray] | None:
-        return self.data
-
-    def set_state(self, state: dict[str, np.ndarray] | None) -> None:
-        self.data = state
