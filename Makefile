@@ -51,9 +51,10 @@ demo-offline: install
 	echo "dataset:            $$MINARI_DATASETS_PATH/$$dataset"; \
 	echo "offline checkpoint: $$offline"
 
-# CI runs `make test`: everything but the `long` checks, within 60 minutes on 2 cores.
+# CI runs `make test`: everything but the `long` checks, within 60 minutes on 2 cores. The 30
+# slowest tests are listed at the end, to see where that time goes.
 test: install
-	$(BIN)/python -m pytest -m "not long" $(PYTEST_FLAGS)
+	$(BIN)/python -m pytest -m "not long" --durations=30 $(PYTEST_FLAGS)
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not long" $(PYTEST_FLAGS)

@@ -50,7 +50,10 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     dataset: Annotated[
         Optional[str],
-        typer.Option(help="Minari dataset id or folder (offline algorithms: bc, cql, ...)."),
+        typer.Option(
+            help="Minari dataset id or folder to train from (offline algorithms: bc, cql, ...; "
+            "pets and sysid fit their model from it)."
+        ),
     ] = None,
     stop_reward: Annotated[Optional[float], typer.Option(help="Stop at this mean return.")] = None,
     stop_iters: Annotated[Optional[int], typer.Option(help="Stop after N iterations.")] = None,

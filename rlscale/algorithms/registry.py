@@ -4,8 +4,8 @@ Each family package registers its algorithms on import; :func:`get_algorithm` an
 :func:`list_algorithms` import them all first, so callers never depend on import order.
 
 An entry also declares the inputs its algorithm takes (:class:`Input`: the environment to
-sample, a dataset, an expert, or several); the platform prepares each kind of input through one
-hook of its own and never imports a family.
+sample, a dataset, an expert, or several), each required or optional; the platform prepares
+each kind of input through one hook of its own and never imports a family.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -41,6 +42,10 @@ env, else why not (e.g. it needs an analytic model rlscale has only for some env
 PolicyDescriber = Callable[[Any, gym.Env], str | None]
 """(restored RLModule, the environment) -> a text picture of the greedy policy, or None."""
 
+DatasetAttacher = Callable[["AlgorithmConfig", Path], None]
+"""(config, the checked dataset's ``data`` folder) -> None: makes the dataset the config's
+training input (and sets what training from it changes, e.g. evaluation in the env)."""
+
 
 class Input(str, Enum):
     """A kind of input an algorithm trains from; an entry lists the ones it takes."""
@@ -65,19 +70,39 @@ class AlgorithmEntry:
     describe_policy: PolicyDescriber | None = None
     """Optional: `rlscale evaluate` prints what it returns (e.g. a grid of arrows)."""
     inputs: tuple[Input, ...] = (Input.ENVIRONMENT,)
-    """What the algorithm trains from; the platform prepares each (see :class:`Input`)."""
+    """What the algorithm trains from, every one required; the platform prepares each (see
+    :class:`Input`)."""
+    optional_inputs: tuple[Input, ...] = ()
+    """Inputs the algorithm may also be given (e.g. a dataset to fit a model from instead of
+    sampling); prepared like the required ones when given."""
+    attach_dataset: DatasetAttacher | None = None
+    """How a given dataset becomes the config's input; None: RLlib's offline input, streamed
+    through Ray Data (``use_minari_dataset``)."""
 
     def __post_init__(self) -> None:
         if not self.inputs:
             raise ValueError(f"algorithm {self.name!r} declares no inputs")
+        both = set(self.inputs) & set(self.optional_inputs)
+        if both:
+            names = ", ".join(sorted(kind.value for kind in both))
+            raise ValueError(f"algorithm {self.name!r} declares {names} required and optional")
+        if self.attach_dataset is not None and not self.takes(Input.DATASET):
+            raise ValueError(
+                f"algorithm {self.name!r} has attach_dataset but takes no dataset input"
+            )
 
     def takes(self, kind: Input) -> bool:
+        """The algorithm accepts ``kind`` of input (required or optional)."""
+        return kind in self.inputs or kind in self.optional_inputs
+
+    def requires(self, kind: Input) -> bool:
+        """The algorithm cannot train without ``kind`` of input."""
         return kind in self.inputs
 
     @property
     def offline(self) -> bool:
-        """Trains from a dataset alone, never from its own rollouts."""
-        return self.takes(Input.DATASET) and not self.takes(Input.ENVIRONMENT)
+        """Trains from a dataset alone, never from its own rollouts (a dataset is required)."""
+        return self.requires(Input.DATASET) and not self.takes(Input.ENVIRONMENT)
 
     def make_config(self) -> AlgorithmConfig:
         """A fresh config carrying rlscale's defaults for this algorithm."""
@@ -118,7 +143,7 @@ def list_algorithms() -> list[AlgorithmEntry]:
 
 
 def algorithms_taking(kind: Input) -> list[str]:
-    """Names of the registered algorithms that take ``kind`` of input."""
+    """Names of the registered algorithms that take ``kind`` of input, required or optional."""
     return [entry.name for entry in list_algorithms() if entry.takes(kind)]
 
 

@@ -29,6 +29,14 @@ def rllib_env_id(name: str) -> str:
     return RLLIB_ENV_PREFIX + name
 
 
+def env_name_of(config_env: Any) -> str | None:
+    """The env name behind a config's ``env`` (:func:`rllib_env_id`'s inverse); None when the
+    config holds no registered name (an env class, or nothing yet)."""
+    if not isinstance(config_env, str):
+        return None
+    return config_env.removeprefix(RLLIB_ENV_PREFIX)
+
+
 def register_with_rllib(name: str) -> str:
     """Register an env creator for ``name`` with Ray and return its id for ``config.environment``.
 

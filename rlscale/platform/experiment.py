@@ -45,7 +45,8 @@ class PreparedExperiment:
     env: EnvInfo
     config: AlgorithmConfig
     dataset: DatasetSummary | None = None
-    """The dataset an offline algorithm trains from."""
+    """The dataset the algorithm trains from (an offline algorithm, or one that may take one);
+    returns are then those of its evaluations in the env."""
 
     def normalized_return(self, raw_return: float) -> float | None:
         """D4RL-style score against the dataset's random and collecting-policy references."""
@@ -57,7 +58,7 @@ class PreparedExperiment:
 def prepare(spec: ExperimentSpec, attach_dataset: bool = True) -> PreparedExperiment:
     """Check the spec against the registries and build its AlgorithmConfig; needs no Ray.
 
-    ``attach_dataset=False`` builds an offline algorithm without its dataset (to evaluate a
+    ``attach_dataset=False`` builds an algorithm given a dataset without it (to evaluate a
     checkpoint in the environment, where the data is not needed).
     """
     if spec.seed is None:
@@ -79,9 +80,9 @@ def prepare(spec: ExperimentSpec, attach_dataset: bool = True) -> PreparedExperi
         policies, mapping_fn = multi_agent_policies(env_info, spec.multi_agent.policies)
         config.multi_agent(policies=policies, policy_mapping_fn=mapping_fn)
     prepared = PreparedExperiment(spec=spec, algorithm=entry, env=env_info, config=config)
-    if entry.takes(Input.DATASET):
+    if spec.dataset is not None:
         _prepare_dataset(prepared, attach_dataset)
-    if entry.takes(Input.EXPERT):
+    if spec.expert is not None:
         _prepare_expert(prepared)
     if attach_dataset:  # a config prepared only to evaluate is checked when it is built
         _validate_before_ray(config, spec.algorithm)
@@ -116,10 +117,10 @@ _INPUT_FIELDS = {
 
 
 def _check_inputs_given(entry: AlgorithmEntry, spec: ExperimentSpec) -> None:
-    """Every input the algorithm takes is given, and nothing it does not take."""
+    """Every input the algorithm requires is given, and nothing it does not take."""
     for kind, where in _INPUT_FIELDS.items():
         given = getattr(spec, where.field) is not None
-        if entry.takes(kind) and not given:
+        if entry.requires(kind) and not given:
             raise SpecError(
                 f"{entry.name} needs {where.article} {kind.value}: {where.how_to_give}."
             )
@@ -132,10 +133,12 @@ def _check_inputs_given(entry: AlgorithmEntry, spec: ExperimentSpec) -> None:
 
 
 def _prepare_dataset(prepared: PreparedExperiment, attach: bool) -> None:
-    """The dataset input: check it fits the env and holds sane data, make it the config's input.
+    """The dataset input: check it fits the env and holds sane data, make it the config's input
+    (the entry's ``attach_dataset``, else RLlib's offline input through Ray Data).
 
     Without ``attach`` (evaluating a checkpoint) an algorithm that trains from a dataset alone is
-    rebuilt to act in the environment without it.
+    rebuilt to act in the environment without it; one that may take a dataset is built as
+    without one.
     """
     spec, config = prepared.spec, prepared.config
     if not attach:
@@ -153,7 +156,8 @@ def _prepare_dataset(prepared: PreparedExperiment, attach: bool) -> None:
             "Fix or re-collect the dataset (`rlscale datasets validate` shows the same list)."
         )
     prepared.dataset = summarize(spec.dataset)
-    use_minari_dataset(config, prepared.dataset.data_dir)
+    attach_dataset = prepared.algorithm.attach_dataset or use_minari_dataset
+    attach_dataset(config, prepared.dataset.data_dir)
 
 
 def _prepare_expert(prepared: PreparedExperiment) -> None:

@@ -99,7 +99,9 @@ class ExperimentSpec(StrictModel):
     env: str = Field(description="environment name, see `rlscale envs`")
     env_config: dict[str, Any] = Field(default_factory=dict)
     dataset: str | None = Field(
-        None, description="Minari dataset id or folder to train from (offline algorithms only)"
+        None,
+        description="Minari dataset id or folder to train from (offline algorithms; pets and "
+        "sysid fit their model from it)",
     )
     expert: str | None = Field(
         None,

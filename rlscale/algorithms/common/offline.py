@@ -9,9 +9,10 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ray.rllib.core.learner.training_data import TrainingData
 from ray.rllib.utils.metrics import (
@@ -29,14 +30,20 @@ if TYPE_CHECKING:
 EVALUATION_INTERVAL = 5
 """Training iterations between evaluations in the real environment."""
 EVALUATION_EPISODES = 10
+EVALUATION_SETTINGS: dict[str, Any] = {
+    "evaluation_interval": EVALUATION_INTERVAL,
+    "evaluation_duration": EVALUATION_EPISODES,
+    "evaluation_duration_unit": "episodes",
+    "evaluation_num_env_runners": 0,
+    "evaluation_config": {"explore": False},
+}
+"""Greedy (``explore=False``) episodes on one local evaluation EnvRunner (in the driver
+process): how a run that samples nothing for training measures its policy."""
 
 
 def set_offline_defaults(config: AlgorithmConfig, updates_per_iteration: int) -> None:
-    """One iteration = ``updates_per_iteration`` gradient updates; evaluate every few of them.
-
-    Evaluation runs greedy (``explore=False``) episodes on one local evaluation EnvRunner
-    (in the driver process).
-    """
+    """One iteration = ``updates_per_iteration`` gradient updates; evaluate every few of them
+    (``EVALUATION_SETTINGS``)."""
     config.num_env_runners = 0
     # No training EnvRunners: RLlib's flag for "samples the env while training" (MARWIL sets
     # it; DQN- and SAC-based configs would otherwise build an unused sampling EnvRunner).
@@ -47,11 +54,8 @@ def set_offline_defaults(config: AlgorithmConfig, updates_per_iteration: int) ->
     config.min_sample_timesteps_per_iteration = 0
     config.min_train_timesteps_per_iteration = 0
     config.min_time_s_per_iteration = None
-    config.evaluation_interval = EVALUATION_INTERVAL
-    config.evaluation_duration = EVALUATION_EPISODES
-    config.evaluation_duration_unit = "episodes"
-    config.evaluation_num_env_runners = 0
-    config.evaluation_config = {"explore": False}
+    for key, value in EVALUATION_SETTINGS.items():
+        setattr(config, key, copy.deepcopy(value))
 
 
 def evaluation_only(config: AlgorithmConfig) -> None:

@@ -96,6 +96,10 @@ class TransitionReplay:
         indices = self.rng.integers(self._size, size=rows)
         return {column: values[indices] for column, values in self._columns.items()}
 
+    def stored(self) -> dict[str, np.ndarray]:
+        """Every stored transition (views of the buffer's arrays; copy before changing them)."""
+        return {column: values[: self._size] for column, values in self._columns.items()}
+
     def _reserve(self, example: dict[str, np.ndarray], rows: int) -> None:
         """Make room for ``rows`` rows, shaped like ``example``'s columns."""
         allocated = len(self._columns[Columns.REWARDS]) if self._columns else 0

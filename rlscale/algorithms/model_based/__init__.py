@@ -2,6 +2,7 @@
 
 import gymnasium as gym
 
+from rlscale.algorithms.model_based.mbpo import MBPO, MBPOConfig
 from rlscale.algorithms.model_based.mpc import MPC, MPCConfig
 from rlscale.algorithms.model_based.pets import PETS, PETSConfig
 from rlscale.algorithms.model_based.sysid import SysId, SysIdConfig, describe_identified_model
@@ -12,9 +13,26 @@ from rlscale.algorithms.model_based.systems import (
     observation_cost_env_ids,
     plannable_actions,
 )
-from rlscale.algorithms.registry import AlgorithmEntry, register_algorithm, vector_observations_only
+from rlscale.algorithms.model_based.transitions import fit_from_dataset
+from rlscale.algorithms.registry import (
+    AlgorithmEntry,
+    Input,
+    continuous_actions_only,
+    register_algorithm,
+    vector_observations_only,
+)
+from rlscale.modules.dynamics.terminations import TERMINATION_RULES
 
-__all__ = ["MPC", "PETS", "MPCConfig", "PETSConfig", "SysId", "SysIdConfig"]
+__all__ = [
+    "MBPO",
+    "MPC",
+    "PETS",
+    "MBPOConfig",
+    "MPCConfig",
+    "PETSConfig",
+    "SysId",
+    "SysIdConfig",
+]
 
 
 def has_a_model(env_id: str, observation_space: gym.Space, action_space: gym.Space):
@@ -60,6 +78,8 @@ register_algorithm(
         space_checks=(vector_observations_only,),
         env_checks=(has_parameters_to_identify,),
         describe_policy=describe_identified_model,
+        optional_inputs=(Input.DATASET,),
+        attach_dataset=fit_from_dataset,
     )
 )
 
@@ -82,5 +102,29 @@ register_algorithm(
         config_class=PETSConfig,
         space_checks=(vector_observations_only,),
         env_checks=(has_observation_cost,),
+        optional_inputs=(Input.DATASET,),
+        attach_dataset=fit_from_dataset,
+    )
+)
+
+
+def has_termination_rule(env_id: str, observation_space: gym.Space, action_space: gym.Space):
+    """Env check: model rollouts know where the env's episodes end."""
+    if env_id not in TERMINATION_RULES:
+        return (
+            f"its model rollouts end where the env's episodes do, and rlscale knows the "
+            f"termination rule of {', '.join(sorted(TERMINATION_RULES))} only"
+        )
+    return None
+
+
+register_algorithm(
+    AlgorithmEntry(
+        name="mbpo",
+        family="model_based",
+        summary="MBPO: SAC trained on short branched rollouts of a probabilistic ensemble",
+        config_class=MBPOConfig,
+        space_checks=(continuous_actions_only, vector_observations_only),
+        env_checks=(has_termination_rule,),
     )
 )

@@ -29,7 +29,7 @@ from rlscale.algorithms.model_based.planning_module import (
     planner_settings,
 )
 from rlscale.algorithms.model_based.systems import analytic_env_ids, analytic_system
-from rlscale.envs.rllib import RLLIB_ENV_PREFIX
+from rlscale.envs.rllib import env_name_of
 
 
 class MPCConfig(RlscaleConfigMixin, AlgorithmConfig):
@@ -79,9 +79,7 @@ class MPCConfig(RlscaleConfigMixin, AlgorithmConfig):
     @property
     def system_id(self) -> str | None:
         """The Gymnasium id of the env, whose analytic model the controller uses."""
-        if not isinstance(self.env, str):
-            return None
-        return self.env.removeprefix(RLLIB_ENV_PREFIX)
+        return env_name_of(self.env)
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         if not self.model_checkpoint:

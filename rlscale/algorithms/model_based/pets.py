@@ -17,6 +17,10 @@ The loop of their Algorithm 1, on RLlib:
    with CEM through the ensemble, propagating particles by TS-inf, on the env's observation
    cost (:mod:`rlscale.modules.planning.costs`), and acts with the plan's first action;
 4. the new transitions join the store.
+
+Given a Minari dataset (``--dataset``, ``dataset_dir``) the store holds its transitions from the
+start and nothing is sampled for training: an iteration is step 2 alone (model fitting), and
+greedy episodes in the env evaluate the controller every few iterations.
 """
 
 from __future__ import annotations
@@ -42,7 +46,13 @@ from ray.rllib.utils.metrics import (
 from rlscale.algorithms.model_based.mpc import MPC, MPCConfig
 from rlscale.algorithms.model_based.planning_module import ensemble_settings
 from rlscale.algorithms.model_based.systems import action_interface
-from rlscale.algorithms.model_based.transitions import TransitionStore, transitions_from_episodes
+from rlscale.algorithms.model_based.transitions import (
+    TransitionStore,
+    dataset_dir_problem,
+    log_trained_transitions,
+    transitions_from_dataset,
+    transitions_from_episodes,
+)
 from rlscale.modules.dynamics.ensemble import bootstrap_indices, dynamics_optimizer
 
 MODEL_LOSS = "model_loss"
@@ -57,6 +67,7 @@ class PETSConfig(MPCConfig):
         "model_updates",
         "model_batch_size",
         "model_weight_decay",
+        "dataset_dir",
     )
     MODEL: ClassVar[str] = "ensemble"
     # A smaller CEM population than PETS's 400 (and narrower networks than its 200-unit
@@ -93,6 +104,9 @@ class PETSConfig(MPCConfig):
         self.planner = "cem"
         self.horizon = 30
         self.cold_start_rounds = 2
+        self.dataset_dir: str | None = None
+        """A Minari dataset's ``data`` folder: fit the ensemble on its transitions instead of
+        sampling (set by ``--dataset``, which checks the dataset first)."""
 
     @property
     def _model_config_auto_includes(self) -> dict[str, Any]:
@@ -119,6 +133,9 @@ class PETSConfig(MPCConfig):
                 self._value_error(f"{key} must be an integer of at least {least}, got {value!r}")
         if not self.model_weight_decay >= 0:
             self._value_error(f"model_weight_decay must be >= 0, got {self.model_weight_decay}")
+        problem = dataset_dir_problem(self.dataset_dir)
+        if problem:
+            self._value_error(problem)
         for key in ("hidden_sizes", "activation"):
             if key in self.ensemble:
                 self._value_error(f"set the ensemble's {key} with {key}, not inside ensemble")
@@ -181,8 +198,23 @@ class PETS(MPC):
         env = gym.make(self.config.system_id, **dict(self.config.env_config or {}))
         self.planned_actions = action_interface(self.config.system_id, env.action_space)
         env.close()
+        if self.config.dataset_dir:
+            self.transitions.add(
+                transitions_from_dataset(self.config.dataset_dir, self.planned_actions)
+            )
 
     def training_step(self) -> None:
+        if self.config.dataset_dir:
+            self._fit_model()
+            trained = self.config.model_updates * self.config.model_batch_size
+            log_trained_transitions(self.metrics, trained, len(self.transitions))
+            return
+        self._sample_transitions()
+        if len(self.transitions) > 0:
+            self._fit_model()
+
+    def _sample_transitions(self) -> None:
+        """One iteration's env steps (random for the first ``random_warmup_steps``) -> store."""
         sampled = self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
             episodes, env_runner_results = synchronous_parallel_sample(
@@ -195,8 +227,6 @@ class PETS(MPC):
             )
         self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
         self.transitions.add(transitions_from_episodes(episodes, self.planned_actions))
-        if len(self.transitions) > 0:
-            self._fit_model()
 
     def _fit_model(self) -> None:
         """``model_updates`` minibatches drawn with replacement from every transition so far."""

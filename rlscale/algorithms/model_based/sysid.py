@@ -11,6 +11,11 @@ EnvRunners, which from then on act by receding-horizon control on it, as ``mpc``
 true model. Each iteration reports the identified parameters and their relative errors against
 the env's own constants (``sysid/<name>``, ``sysid/<name>_error``); ``rlscale evaluate`` prints
 them.
+
+Given a Minari dataset (``--dataset``, ``dataset_dir``) the first iteration identifies the
+parameters from every transition of the dataset instead (``sysid_transitions`` is then unused),
+and no iteration samples the env for training: greedy episodes in the env evaluate the
+controller every few iterations.
 """
 
 from __future__ import annotations
@@ -26,8 +31,17 @@ from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, ENV_RUNNER_SAMPLING_TIME
 
 from rlscale.algorithms.common.settings import settings_from
 from rlscale.algorithms.model_based.mpc import MPC, ModelHoldingLearner, MPCConfig
-from rlscale.algorithms.model_based.systems import action_interface, analytic_system
-from rlscale.algorithms.model_based.transitions import transitions_from_episodes
+from rlscale.algorithms.model_based.systems import (
+    ActionInterface,
+    action_interface,
+    analytic_system,
+)
+from rlscale.algorithms.model_based.transitions import (
+    dataset_dir_problem,
+    log_trained_transitions,
+    transitions_from_dataset,
+    transitions_from_episodes,
+)
 from rlscale.modules.dynamics.sysid import IdentificationSettings, fit_physical_parameters
 
 SYSID_METRICS = "sysid"
@@ -36,7 +50,7 @@ SYSID_METRICS = "sysid"
 class SysIdConfig(MPCConfig):
     """MPC on a physical model whose parameters are identified from random transitions."""
 
-    RLSCALE_KEYS: ClassVar[tuple[str, ...]] = ("sysid_transitions", "sysid_settings")
+    RLSCALE_KEYS: ClassVar[tuple[str, ...]] = ("sysid_transitions", "sysid_settings", "dataset_dir")
     MODEL: ClassVar[str] = "physical"
     PLANNER_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
         **MPCConfig.PLANNER_DEFAULTS,
@@ -49,6 +63,9 @@ class SysIdConfig(MPCConfig):
         self.sysid_transitions = 2_000
         self.sysid_settings: dict[str, Any] = {}
         """``IdentificationSettings`` fields over their defaults (optimizer, iterations, ...)."""
+        self.dataset_dir: str | None = None
+        """A Minari dataset's ``data`` folder: identify from its transitions instead of random
+        ones (set by ``--dataset``, which checks the dataset first)."""
         # The cart-poles need no long plans to balance: 10 steps, one iLQR round per step.
         self.horizon = 10
         self.cold_start_rounds = 5
@@ -70,6 +87,9 @@ class SysIdConfig(MPCConfig):
             self.fit_settings()
         except (TypeError, ValueError) as exc:
             self._value_error(str(exc))
+        problem = dataset_dir_problem(self.dataset_dir)
+        if problem:
+            self._value_error(problem)
         system = analytic_system(self.system_id) if self.system_id else None
         if system is not None and system.make_guess is None:
             self._value_error(
@@ -113,27 +133,24 @@ class SysId(MPC):
             self.identified = self._identify()
         for name, value in self.identified.items():
             self.metrics.log_value((SYSID_METRICS, name), value, window=1)
-        super().training_step()
+        if not self.config.dataset_dir:  # from a dataset nothing is sampled for training
+            super().training_step()
 
     def _identify(self) -> dict[str, float]:
-        """Random transitions -> fitted parameters on the Learner -> synced to the EnvRunners."""
-        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            episodes, env_runner_results = synchronous_parallel_sample(
-                worker_set=self.env_runner_group,
-                max_env_steps=self.config.sysid_transitions,
-                random_actions=True,
-                sample_timeout_s=self.config.sample_timeout_s,
-                _uses_new_env_runners=True,
-                _return_metrics=True,
-            )
-        self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
+        """Transitions (the dataset's, or random ones) -> fitted parameters on the Learner ->
+        synced to the EnvRunners."""
         env = gym.make(self.config.system_id, **dict(self.config.env_config or {}))
         try:
             actions = action_interface(self.config.system_id, env.action_space)
             truth = analytic_system(self.config.system_id).true_model(env)
         finally:
             env.close()
-        transitions = transitions_from_episodes(episodes, actions)
+        if self.config.dataset_dir:
+            transitions = transitions_from_dataset(self.config.dataset_dir, actions)
+            size = len(transitions["obs"])
+            log_trained_transitions(self.metrics, trained=size, dataset_size=size)
+        else:
+            transitions = self._random_transitions(actions)
         settings = self.config.fit_settings()
         # One Learner holds the model (sysid is not data-parallel): its result is the fit.
         result = next(
@@ -150,6 +167,20 @@ class SysId(MPC):
         return identification_metrics(
             report["parameters"], truth.identifiable_parameters(), report["final_loss"]
         )
+
+    def _random_transitions(self, actions: ActionInterface) -> dict[str, np.ndarray]:
+        """``sysid_transitions`` env steps with uniformly random actions."""
+        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
+            episodes, env_runner_results = synchronous_parallel_sample(
+                worker_set=self.env_runner_group,
+                max_env_steps=self.config.sysid_transitions,
+                random_actions=True,
+                sample_timeout_s=self.config.sample_timeout_s,
+                _uses_new_env_runners=True,
+                _return_metrics=True,
+            )
+        self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
+        return transitions_from_episodes(episodes, actions)
 
 
 def identification_metrics(

@@ -1,36 +1,89 @@
-"""Transitions ``(observation, planned action, next observation, reward)`` from RLlib episodes.
+"""Transitions ``(observation, planned action, next observation, reward)`` from RLlib episodes
+or from a Minari dataset.
 
 The model-based algorithms fit their dynamics models on these. Actions are stored as the planner
 sees them: a Discrete env's action becomes the force it declares (CartPole-v1's 0 / 1 -> -1 / +1),
 so that the model learns in the planner's action space.
+
+Given a dataset (``--dataset``; the registry entry's ``attach_dataset`` is
+:func:`fit_from_dataset`), ``pets`` and ``sysid`` hold all of its transitions in memory (the
+datasets of these systems are small) and fit their models on them instead of sampling the env;
+greedy episodes in the env evaluate the controller every few iterations, as for the offline
+algorithms.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
+from rlscale.algorithms.common.offline import EVALUATION_SETTINGS
 from rlscale.algorithms.model_based.systems import ActionInterface
+from rlscale.datasets.store import METADATA_FILE, open_dataset
+
+if TYPE_CHECKING:
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+    from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
 
 FIELDS = ("obs", "actions", "next_obs", "rewards")
+DATASET_TRANSITIONS = "dataset_transitions"
+"""Metric: the transitions of the dataset the model is fitted on."""
 
 
 def transitions_from_episodes(
     episodes: Iterable[SingleAgentEpisode], actions: ActionInterface
 ) -> dict[str, np.ndarray]:
     """Every step of ``episodes`` (chunks or whole episodes) as float32 arrays ``[N, ...]``."""
+    return _concatenated(
+        _episode_transitions(
+            episode.get_observations(), episode.get_actions(), episode.get_rewards(), actions
+        )
+        for episode in episodes
+        if len(episode) > 0
+    )
+
+
+def transitions_from_dataset(
+    data_dir: str | Path, actions: ActionInterface
+) -> dict[str, np.ndarray]:
+    """Every step of the Minari dataset in ``data_dir``, as :func:`transitions_from_episodes`.
+
+    Episodes are read with Minari's own reader. Minari stores each episode's final
+    observation, so a truncated episode's last transition has its true next observation.
+    """
+    dataset = open_dataset(data_dir)
+    return _concatenated(
+        _episode_transitions(episode.observations, episode.actions, episode.rewards, actions)
+        for episode in dataset.iterate_episodes()
+        if len(episode.rewards) > 0
+    )
+
+
+def _episode_transitions(
+    observations: Any, env_actions: Any, rewards: Any, actions: ActionInterface
+) -> dict[str, np.ndarray]:
+    """One episode's observations (one more than its actions), actions and rewards -> rows."""
+    observations = np.asarray(observations, dtype=np.float32)
+    observations = observations.reshape(len(observations), -1)
+    return {
+        "obs": observations[:-1],
+        "next_obs": observations[1:],
+        "actions": planned_actions(np.asarray(env_actions), actions),
+        "rewards": np.asarray(rewards, dtype=np.float32),
+    }
+
+
+def _concatenated(episodes: Iterable[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     parts: dict[str, list[np.ndarray]] = {field: [] for field in FIELDS}
     for episode in episodes:
-        if len(episode) == 0:
-            continue
-        observations = np.asarray(episode.get_observations(), dtype=np.float32)
-        observations = observations.reshape(len(observations), -1)
-        parts["obs"].append(observations[:-1])
-        parts["next_obs"].append(observations[1:])
-        parts["actions"].append(planned_actions(np.asarray(episode.get_actions()), actions))
-        parts["rewards"].append(np.asarray(episode.get_rewards(), dtype=np.float32))
+        for field in FIELDS:
+            parts[field].append(episode[field])
     if not parts["obs"]:
         return {field: np.zeros((0,), dtype=np.float32) for field in FIELDS}
     return {field: np.concatenate(values) for field, values in parts.items()}
@@ -62,3 +115,32 @@ class TransitionStore:
         self.data = {
             field: np.concatenate([self.data[field], transitions[field]]) for field in FIELDS
         }
+
+
+def fit_from_dataset(config: AlgorithmConfig, data_dir: Path) -> None:
+    """``attach_dataset`` of the model-based entries: fit the model on the dataset in
+    ``data_dir`` (``dataset_dir``) instead of sampling, and evaluate in the env every few
+    iterations, as the offline algorithms do (``EVALUATION_SETTINGS``, under any of those keys
+    the user set)."""
+    config.dataset_dir = str(data_dir)
+    user_keys = config.user_set_keys()
+    for key, value in EVALUATION_SETTINGS.items():
+        if key not in user_keys:
+            setattr(config, key, copy.deepcopy(value))
+
+
+def dataset_dir_problem(dataset_dir: str | None) -> str | None:
+    """Why ``dataset_dir`` (a config's) names no dataset to fit on, or None."""
+    if dataset_dir is None or (Path(dataset_dir) / METADATA_FILE).is_file():
+        return None
+    return (
+        f"dataset_dir {dataset_dir!r} is not a Minari dataset's data folder (it holds no "
+        f"{METADATA_FILE}); give the dataset with --dataset (or `dataset:` in the spec)"
+    )
+
+
+def log_trained_transitions(metrics: MetricsLogger, trained: int, dataset_size: int) -> None:
+    """The offline algorithms' convention: the env-steps counter counts the transitions
+    trained on (nothing is sampled); ``dataset_transitions`` is the dataset's size."""
+    metrics.log_value(NUM_ENV_STEPS_SAMPLED_LIFETIME, trained, reduce="lifetime_sum")
+    metrics.log_value(DATASET_TRANSITIONS, dataset_size, window=1)

@@ -156,6 +156,7 @@ class SAC(RLlibSAC):
             sampled_now = self.local_replay_buffer.add_episodes(episodes)
         if self._env_steps_sampled() < self.config.num_steps_sampled_before_learning_starts:
             return
+        self._before_updates(sampled_now)
         updates = self._updates_for(sampled_now)
         if updates == 0:
             return
@@ -168,6 +169,15 @@ class SAC(RLlibSAC):
                 policies=[DEFAULT_MODULE_ID],
                 inference_only=True,
             )
+
+    def _before_updates(self, sampled_now: int) -> None:
+        """Hook between sampling and the updates, once learning has started (MBPO fits its
+        model and rolls it out here); SAC has nothing to do."""
+
+    def _replayed_transitions(self, rows: int) -> dict[str, Any]:
+        """The ``rows`` transitions of the next updates' minibatches, in order (MBPO mixes
+        model transitions in); SAC's: uniform draws from its replay."""
+        return self.local_replay_buffer.sample(rows)
 
     def _updates_for(self, sampled_now: int) -> int:
         """Gradient steps owed for ``sampled_now`` new env steps (one per call without an
@@ -184,7 +194,7 @@ class SAC(RLlibSAC):
         """``updates`` gradient steps on fresh uniform minibatches, in one Learner call."""
         batch_size = self.config.total_train_batch_size
         rows = updates * batch_size
-        transitions = SampleBatch(self.local_replay_buffer.sample(rows))
+        transitions = SampleBatch(self._replayed_transitions(rows))
         return self.learner_group.update(
             batch=MultiAgentBatch({DEFAULT_MODULE_ID: transitions}, env_steps=rows),
             minibatch_size=self.config.train_batch_size_per_learner,
