@@ -13,6 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rlscale.errors import RlscaleError
@@ -439,7 +440,8 @@ def main() -> None:
     try:
         app()
     except RlscaleError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # The message quotes the user's input, which may hold rich markup ("[/x]").
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)
 
 

@@ -125,3 +125,21 @@ def test_train_and_evaluate_keep_rays_own_messages_in_the_run_folder(tmp_path):
     assert evaluated.returncode == 0, evaluated.stderr
     assert _ray_noise(evaluated.stderr)  # --verbose shows them, as before
     assert "===== rlscale evaluate" in ray_log.read_text()  # and still keeps a copy
+
+
+def test_error_messages_keep_their_brackets(tmp_path):
+    """Rich markup is escaped: a message quoting brackets prints them, not a markup error."""
+    result = run_cli(
+        "train",
+        "mbpo",
+        "--env",
+        "InvertedPendulum-v5",
+        "--set",
+        "rollout_horizon=[5,1,1,3]",
+        "--output",
+        str(tmp_path),
+    )
+    assert_clean_failure(
+        result, "[from_env_steps, to_env_steps, first_horizon, last_horizon]", "[5, 1, 1, 3]"
+    )
+    assert not any(tmp_path.iterdir())

@@ -62,6 +62,7 @@ def test_defaults_are_the_papers():
         ({"rollout_horizon": [100, 10, 1, 5]}, r"\[from_env_steps, to_env_steps"),
         ({"real_ratio": 1.5}, r"real_ratio must lie in \[0, 1\], got 1.5"),
         ({"model_updates": -1}, "steps must be non-negative"),
+        ({"model_updates": 0}, "model_updates must be an integer of at least 1"),
     ],
 )
 def test_bad_settings_are_refused_with_what_to_do(training, message):

@@ -27,6 +27,7 @@ it with the rest of the module.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -107,7 +108,7 @@ class MBPOConfig(SACConfig):
     @property
     def _model_config_auto_includes(self) -> dict[str, Any]:
         ensemble = self.effective_ensemble()
-        return super()._model_config_auto_includes | {"ensemble": ensemble.__dict__}
+        return super()._model_config_auto_includes | {"ensemble": dataclasses.asdict(ensemble)}
 
     @property
     def env_id(self) -> str | None:
@@ -172,7 +173,13 @@ class MBPOConfig(SACConfig):
                 self._value_error(str(exc))
 
     def _validate_rollouts(self) -> None:
-        for key in ("model_train_interval", "rollouts_per_step", "model_retain_steps"):
+        counts = (
+            "model_train_interval",
+            "model_updates",
+            "rollouts_per_step",
+            "model_retain_steps",
+        )
+        for key in counts:
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
                 self._value_error(f"{key} must be an integer of at least 1, got {value!r}")
