@@ -161,7 +161,8 @@ def test_sysid_refuses_an_env_whose_model_has_no_parameters():
         prepare(rlscale.ExperimentSpec(algorithm="sysid", env="Pendulum-v1", seed=0))
 
 
-@pytest.mark.slow
+# `long`: its 1,600 planned steps (800 training, 600 evaluating) took 479 s of `make test`.
+@pytest.mark.long
 def test_pets_swings_pendulum_up_within_a_thousand_env_steps(ray_local, tmp_path):
     """`rlscale train pets --env Pendulum-v1`: one random episode, then four episodes of CEM-MPC
     on the ensemble refitted after each. The issue asks for a mean return >= -250 within 10,000
