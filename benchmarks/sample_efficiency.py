@@ -101,6 +101,22 @@ class RunResult:
     iterations: list[Iteration] = field(default_factory=list)
     error: str | None = None
 
+    @classmethod
+    def not_started(cls, job: Job, **timing_and_error: Any) -> RunResult:
+        """``job``'s result before any iteration: nothing sampled, nothing reached."""
+        return cls(
+            algorithm=job.algorithm,
+            env=job.env,
+            seed=job.seed,
+            cap=job.cap,
+            threshold=job.threshold,
+            steps_to_threshold=None,
+            env_steps_sampled=0,
+            final_smoothed_return=None,
+            hyperparameters=job.hyperparameters,
+            **timing_and_error,
+        )
+
 
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -169,20 +185,7 @@ def train_one(job: Job) -> RunResult:
         wall, cpu = time.perf_counter(), cpu_seconds()
         algo = build_algorithm(prepared)
         torch.set_num_threads(1)
-        result = RunResult(
-            algorithm=job.algorithm,
-            env=job.env,
-            seed=job.seed,
-            cap=job.cap,
-            threshold=job.threshold,
-            steps_to_threshold=None,
-            env_steps_sampled=0,
-            final_smoothed_return=None,
-            wall_s=0.0,
-            cpu_s=0.0,
-            ray_start_s=ray_start_s,
-            hyperparameters=job.hyperparameters,
-        )
+        result = RunResult.not_started(job, wall_s=0.0, cpu_s=0.0, ray_start_s=ray_start_s)
         returns: list[float] = []
         try:
             while True:
@@ -261,19 +264,11 @@ def run_in_subprocess(job: Job, log_dir: Path, timeout_s: float) -> RunResult:
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             tail = log.read_text()[-2_000:]
             print(f"run failed ({exc}); log {log}:\n{tail}", flush=True)
-            return RunResult(
-                algorithm=job.algorithm,
-                env=job.env,
-                seed=job.seed,
-                cap=job.cap,
-                threshold=job.threshold,
-                steps_to_threshold=None,
-                env_steps_sampled=0,
-                final_smoothed_return=None,
+            return RunResult.not_started(
+                job,
                 wall_s=time.perf_counter() - started,
                 cpu_s=None,
                 ray_start_s=None,
-                hyperparameters=job.hyperparameters,
                 error=f"{type(exc).__name__}: {exc} (log {log})",
             )
 

@@ -98,7 +98,7 @@ def planned_actions(env_actions: np.ndarray, actions: ActionInterface) -> np.nda
 
 
 class TransitionStore:
-    """Every transition seen so far, grown in place (PETS and MBPO keep all of their data)."""
+    """Every transition seen so far, grown in place (PETS keeps all of its data)."""
 
     def __init__(self) -> None:
         self.data: dict[str, np.ndarray] | None = None
