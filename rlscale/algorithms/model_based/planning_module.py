@@ -16,7 +16,9 @@ EnvRunners like any policy's.
 - ``system``: the env's Gymnasium id (:mod:`rlscale.algorithms.model_based.systems`);
 - ``model``: ``"analytic"`` (rlscale's equations of the env, planning on their state),
   ``"physical"`` (the same equations with their physical parameters at a first guess, to be
-  identified: ``sysid``) or ``"ensemble"`` (a probabilistic ensemble of the observations, PETS);
+  identified: ``sysid``) or ``"ensemble"`` (a probabilistic ensemble of the observations, PETS;
+  planned on the env's observation cost, ending in the LQR cost-to-go of the ensemble at the
+  task's balance point where the cost declares one);
 - ``ensemble``: ``EnsembleSettings`` fields for the ensemble;
 - ``planner``: ``"ilqr"``, ``"ddp"``, ``"cem"`` or ``"mppi"``;
 - ``horizon``: planned steps;
@@ -47,6 +49,7 @@ from rlscale.modules.planning.base import Planner, StageCost, TerminalCost
 from rlscale.modules.planning.cem import CEMPlanner, CEMSettings
 from rlscale.modules.planning.costs import observation_cost
 from rlscale.modules.planning.ilqr import ILQRPlanner, ILQRSettings
+from rlscale.modules.planning.lqr_terminal import LQRTerminalCost
 from rlscale.modules.planning.mpc import receding_horizon_plan, shifted
 from rlscale.modules.planning.mppi import MPPIPlanner, MPPISettings
 
@@ -99,6 +102,10 @@ class PlanningModule(TorchRLModule):
             self.dynamics = self._ensemble(config)
             costs = observation_cost(env_id)
             cost, terminal_cost = costs.stage, costs.terminal
+            if costs.balance_point is not None:
+                terminal_cost = LQRTerminalCost(
+                    self.dynamics, cost, *costs.balance_point, fallback=costs.terminal
+                )
             self.state_from_observation = observation_is_state
         else:
             raise ValueError(f"unknown model {config['model']!r}; choose one of {MODELS}")

@@ -44,7 +44,9 @@ small velocity terms damp the motion, the position term keeps the cart near the 
 the track ends CartPole-v1 also terminates), and the control term keeps the iLQR problem
 well-posed. They are heuristics in the spirit of the quadratic costs of Tassa, Erez & Todorov
 2012 ("Synthesis and stabilization of complex behaviors through online trajectory
-optimization", IROS), not derived from the reward.
+optimization", IROS), not derived from the reward. InvertedPendulum-v5 also declares its balance
+point (``ObservationCost.balance_point``): its position term is too weak over a short plan to
+keep the cart off the rail's ends, which the LQR cost-to-go at the end of each plan does.
 
 :data:`OBSERVATION_COSTS` maps each Gymnasium id to an :class:`ObservationCost`;
 :func:`observation_cost` looks one up with a clear error for an id that has none. The
@@ -106,7 +108,11 @@ class ObservationCost:
     - ``reward_on_next_observation``: True when the environment computes its reward from the
       observation *after* the step (``stage(obs_{t+1}, a_t) = -r_t``), False when from the one
       before (``stage(obs_t, a_t) = -r_t``); see the module docstring;
-    - ``observation_dim``, ``action_dim``: the shapes ``stage`` expects.
+    - ``observation_dim``, ``action_dim``: the shapes ``stage`` expects;
+    - ``balance_point``: for a task of holding a system still, the observation and action at
+      which it rests at no cost, or None. A planner on a learned model then ends its plans with
+      the LQR cost-to-go of the model linearized there instead of ``terminal``
+      (:mod:`rlscale.modules.planning.lqr_terminal`).
     """
 
     stage: StageCost
@@ -116,6 +122,7 @@ class ObservationCost:
     reward_on_next_observation: bool
     observation_dim: int
     action_dim: int
+    balance_point: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
 
 # ----------------------------------------------------------------------------- Pendulum-v1
@@ -268,6 +275,8 @@ OBSERVATION_COSTS: dict[str, ObservationCost] = {
         reward_on_next_observation=True,
         observation_dim=4,
         action_dim=1,
+        # Upright and centred, at rest.
+        balance_point=((0.0, 0.0, 0.0, 0.0), (0.0,)),
     ),
     "Reacher-v5": ObservationCost(
         stage=reacher_cost,
