@@ -56,6 +56,13 @@ def train(
             "pets and sysid fit their model from it)."
         ),
     ] = None,
+    expert: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Expert for algorithms that query one (dagger): a scripted policy's name "
+            "(cartpole_balance, pendulum_swing_up, ...) or a checkpoint folder."
+        ),
+    ] = None,
     stop_reward: Annotated[Optional[float], typer.Option(help="Stop at this mean return.")] = None,
     stop_iters: Annotated[Optional[int], typer.Option(help="Stop after N iterations.")] = None,
     stop_timesteps: Annotated[Optional[int], typer.Option(help="Stop after N env steps.")] = None,
@@ -84,6 +91,7 @@ def train(
         output=str(output) if output else None,
         seed=seed,
         dataset=dataset,
+        expert=expert,
         stop={"reward": stop_reward, "iterations": stop_iters, "timesteps": stop_timesteps},
     )
     spec = load_spec(config, deep_merge(parse_assignments(set_ or []), overrides))

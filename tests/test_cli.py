@@ -41,6 +41,20 @@ def test_unknown_algorithm(tmp_path):
     assert_clean_failure(result, "unknown algorithm 'ppp'", "ppo")
 
 
+@pytest.mark.parametrize(
+    ("expert_flags", "expected"),
+    [
+        ((), "dagger needs an expert: pass --expert"),
+        (("--expert", "cartpole_balancer"), "Did you mean: cartpole_balance?"),
+    ],
+)
+def test_dagger_without_a_usable_expert(tmp_path, expert_flags, expected):
+    result = run_cli(
+        "train", "dagger", "--env", "CartPole-v1", *expert_flags, "--output", str(tmp_path)
+    )
+    assert_clean_failure(result, expected)
+
+
 def test_malformed_yaml(tmp_path):
     spec = tmp_path / "bad.yaml"
     spec.write_text("algorithm: ppo\nenv: [CartPole-v1\n")

@@ -19,6 +19,8 @@ from rlscale.platform.spec import ExperimentSpec
 
 CANDIDATE_ENVS = ("CartPole-v1", "Pendulum-v1", "FrozenLake-v1")
 """Discrete actions, Box actions, Discrete observations: every family fits at least one."""
+EXPERT = "random"
+"""The expert of algorithms that query one: a scripted policy that acts in every env."""
 SET_BY_THE_PLATFORM = {
     "callbacks",  # rlscale's whole-episode tracker joins the config's callbacks
     "_is_online",  # an offline algorithm prepared without its dataset acts in the env
@@ -43,13 +45,17 @@ RUNS = _runs()
 def _platform_config(algorithm: str, env: str):
     entry = next(e for e in list_algorithms() if e.name == algorithm)
     dataset = "some/dataset-v0" if entry.takes(Input.DATASET) else None
-    spec = ExperimentSpec(algorithm=algorithm, env=env, seed=0, dataset=dataset)
+    expert = EXPERT if entry.takes(Input.EXPERT) else None
+    spec = ExperimentSpec(algorithm=algorithm, env=env, seed=0, dataset=dataset, expert=expert)
     return prepare(spec, attach_dataset=False).config
 
 
 def _python_config(algorithm: str, env: str):
     entry = next(e for e in list_algorithms() if e.name == algorithm)
-    return entry.config_class().environment(register_with_rllib(env)).debugging(seed=0)
+    config = entry.config_class().environment(register_with_rllib(env)).debugging(seed=0)
+    if entry.takes(Input.EXPERT):
+        config.expert = EXPERT  # as the platform hands a checked expert on
+    return config
 
 
 def _settings(config) -> dict[str, Any]:

@@ -30,6 +30,7 @@ FAMILY_PACKAGES = (
     "rlscale.algorithms.tabular",
     "rlscale.algorithms.offline",
     "rlscale.algorithms.model_based",
+    "rlscale.algorithms.imitation",
 )
 
 SpaceCheck = Callable[[gym.Space, gym.Space], str | None]

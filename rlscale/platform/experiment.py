@@ -110,8 +110,9 @@ _INPUT_FIELDS = {
     Input.EXPERT: _InputField(
         "expert",
         "an",
-        "set `expert:` in the spec to a scripted policy (see rlscale.policies) or a checkpoint",
-        "drop `expert:` from the spec",
+        "pass --expert NAME_OR_CHECKPOINT (a scripted policy such as cartpole_balance, or a "
+        "checkpoint folder; `expert:` in a spec)",
+        "drop --expert (`expert:` in a spec)",
     ),
 }
 

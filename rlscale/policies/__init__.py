@@ -8,6 +8,7 @@ to it as an argument. See :mod:`rlscale.policies.base` for what a policy and a f
 
 from rlscale.policies.base import Policy, PolicyFactory, sample_space
 from rlscale.policies.checkpoint import CheckpointPolicy
+from rlscale.policies.named import named_policy
 from rlscale.policies.noise import Noisy
 from rlscale.policies.scripted import (
     RANDOM,
@@ -27,6 +28,7 @@ __all__ = [
     "Policy",
     "PolicyFactory",
     "cartpole_balance",
+    "named_policy",
     "pendulum_swing_up",
     "random_policy",
     "register_scripted",

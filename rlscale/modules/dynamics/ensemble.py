@@ -510,7 +510,7 @@ def fit_dynamics(
     ]
     model.normalizer.check(data[0], data[1], data[2])
     rows = data[0].shape[0]
-    train_rows, holdout_rows = _split_rows(rows, settings.holdout_fraction, generator)
+    train_rows, holdout_rows = split_rows(rows, settings.holdout_fraction, generator)
     train = [None if t is None else t[train_rows.to(t.device)] for t in data]
     if settings.fit_normalization:
         model.update_normalization(*train)
@@ -530,9 +530,10 @@ def fit_dynamics(
     )
 
 
-def _split_rows(
+def split_rows(
     rows: int, holdout_fraction: float, generator: torch.Generator | None
 ) -> tuple[Tensor, Tensor]:
+    """A random split of ``rows`` row indices into (training, held-out) for model fitting."""
     draw_device = generator.device if generator is not None else None
     order = torch.randperm(rows, generator=generator, device=draw_device)
     holdout = int(round(holdout_fraction * rows))

@@ -1,0 +1,330 @@
+"""DAgger: dataset aggregation with an expert in the sampling loop (Ross, Gordon & Bagnell 2011,
+"A Reduction of Imitation Learning and Structured Prediction to No-Regret Online Learning",
+AISTATS, https://arxiv.org/abs/1011.0686, Algorithm 3.1).
+
+Behaviour cloning trains on the states the expert visits and then acts in the states its own
+mistakes lead to, where it has no data; errors compound over the horizon. DAgger collects
+labels where the learner goes:
+
+1. round ``i`` rolls out the mixture ``pi_i = beta_i pi* + (1 - beta_i) pi_hat_i``: at every
+   step, with probability ``beta_i`` the expert ``pi*`` acts, otherwise the learner's current
+   greedy policy ``pi_hat_i`` does. ``beta_1 = 1`` (the first round is the expert's own
+   rollouts) and, by default, ``beta`` decays linearly to 0 over ``beta_decay_iterations``
+   rounds (``beta_schedule="linear"``; ``"exponential"`` is ``beta_i = p^(i-1)``, the paper's
+   other example);
+2. the expert labels *every* visited state with its action, whoever acted;
+3. the labelled states join the aggregate data set, which only grows (``aggregate_capacity``
+   bounds it, dropping the oldest rows, for very long runs);
+4. the Learner trains the policy by maximum likelihood of the expert's labels on minibatches of
+   the whole aggregate (behaviour cloning on ``D = D_1 u ... u D_i``).
+
+On RLlib: the EnvRunners' inference-only :class:`DAggerModule` carries the expert (built on the
+EnvRunner from its name: a scripted controller or a checkpoint) and does steps 1-2 in its
+exploration forward pass, returning the expert's label beside the action it takes; RLlib stores
+the label in the episode's extra model outputs. The driver's training step sets ``beta`` on the
+EnvRunners, samples, moves the labels into the aggregate and runs the Learner on it. Greedy
+evaluation (``rlscale evaluate``) is the learner's policy alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+from ray.rllib.algorithms.bc.torch.default_bc_torch_rl_module import DefaultBCTorchRLModule
+from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
+from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+from ray.rllib.utils.metrics import (
+    ENV_RUNNER_RESULTS,
+    ENV_RUNNER_SAMPLING_TIMER,
+    LEARNER_RESULTS,
+    LEARNER_UPDATE_TIMER,
+    TIMERS,
+)
+
+from rlscale.algorithms.common.config import RlscaleConfigMixin
+from rlscale.policies import named_policy
+
+EXPERT_ACTIONS = "expert_actions"
+"""The expert's label of each visited state: an extra model output of the exploration pass."""
+EXPERT_LABELS = "expert_labels"
+"""Metric: states the expert labelled in this iteration."""
+EXPERT_LABELS_LIFETIME = "expert_labels_lifetime"
+AGGREGATE_SIZE = "aggregate_size"
+BETA = "beta"
+BC_LOSS = "bc_loss"
+BETA_SCHEDULES = ("linear", "exponential")
+AGGREGATE_STATE = "dagger_aggregate"
+"""Checkpoint key of the aggregate data set (a resumed run keeps its labels)."""
+
+
+class DAggerConfig(RlscaleConfigMixin, AlgorithmConfig):
+    """DAgger's defaults: one linear beta decay over 10 rounds, 1,000 BC minibatches a round."""
+
+    RLSCALE_KEYS: ClassVar[tuple[str, ...]] = (
+        "expert",
+        "beta_schedule",
+        "beta_decay_iterations",
+        "beta_base",
+        "updates_per_iteration",
+        "aggregate_capacity",
+    )
+
+    def __init__(self, algo_class=None):
+        super().__init__(algo_class=algo_class or DAgger)
+        self.expert: str | None = None
+        """The expert: a scripted policy's name or a checkpoint folder (set by ``expert:`` in the
+        spec, which the platform checks against the env first)."""
+        self.beta_schedule = "linear"
+        self.beta_decay_iterations = 10
+        """``linear``: beta falls from 1 in the first round to 0 in round ``1 + this``."""
+        self.beta_base = 0.5
+        """``exponential``: beta of round ``i`` (from 1) is ``beta_base ** (i - 1)``."""
+        self.updates_per_iteration = 1_000
+        self.aggregate_capacity: int | None = None
+        """At most this many labelled states (the oldest dropped first); None keeps all."""
+        self.train_batch_size_per_learner = 1_000
+        """Env steps rolled out (and labelled) per round."""
+        self.minibatch_size = 256
+        """The BC minibatch size."""
+        self.lr = 1e-3
+        # Wide ReLU layers and many updates: a scripted expert switches sharply (Pendulum's
+        # energy pump), and [64, 64] tanh layers with 200 updates a round did not learn its
+        # swing-up from 2,000 labels.
+        self.hidden_sizes = [256, 256]
+        self.activation = "relu"
+        # Rollouts run in the driver unless the user asks for EnvRunner actors; episodes run on
+        # across rounds (RLlib's "complete_episodes" reseeds the env on every call).
+        self.num_env_runners = 0
+        # The module acts in the env's units, as the expert does: its labels need no rescaling.
+        self.normalize_actions = False
+        self.clip_actions = True
+
+    @property
+    def _model_config_auto_includes(self) -> dict[str, Any]:
+        # RLlib's BC module reads its width under RLlib's names.
+        return super()._model_config_auto_includes | {
+            "fcnet_hiddens": list(self.hidden_sizes),
+            "fcnet_activation": self.activation,
+            "expert": self.expert,
+            "mixing_seed": self.seed,
+        }
+
+    def get_default_rl_module_spec(self) -> RLModuleSpec:
+        return RLModuleSpec(module_class=DAggerModule)
+
+    def get_default_learner_class(self) -> type[TorchLearner]:
+        return DAggerLearner
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.expert:
+            self._value_error(
+                "dagger needs an expert to label the states it visits: set `expert:` in the "
+                "spec (or --expert) to a scripted policy's name or a checkpoint folder"
+            )
+        if self.beta_schedule not in BETA_SCHEDULES:
+            self._value_error(
+                f"beta_schedule must be one of {', '.join(BETA_SCHEDULES)}, "
+                f"got {self.beta_schedule!r}"
+            )
+        for key in ("beta_decay_iterations", "updates_per_iteration", "minibatch_size"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < 1:
+                self._value_error(f"{key} must be a positive integer, got {value!r}")
+        if not 0 <= self.beta_base <= 1:
+            self._value_error(f"beta_base must lie in [0, 1], got {self.beta_base!r}")
+        capacity = self.aggregate_capacity
+        if capacity is not None and (not isinstance(capacity, int) or capacity < 1):
+            self._value_error(
+                f"aggregate_capacity must be a positive integer or None, got {capacity!r}"
+            )
+
+    def beta(self, iteration: int) -> float:
+        """The expert's share of the actions in round ``iteration`` (counted from 0)."""
+        if self.beta_schedule == "exponential":
+            return float(self.beta_base**iteration)
+        return max(0.0, 1.0 - iteration / self.beta_decay_iterations)
+
+
+class DAggerModule(DefaultBCTorchRLModule):
+    """RLlib's BC network; on EnvRunners, the exploration pass mixes in and asks the expert.
+
+    ``_forward_exploration`` returns the action taken (the expert's with probability
+    ``beta``, else the learner's greedy one) and, under ``EXPERT_ACTIONS``, the expert's
+    action in every row. The expert is built on first use, so a module that never explores
+    (the Learner's, or one restored to evaluate) never loads it.
+    """
+
+    def setup(self) -> None:
+        super().setup()
+        self.beta = 1.0
+        self._expert = None
+        self._rng = np.random.default_rng(self.model_config.get("mixing_seed"))
+
+    def set_beta(self, beta: float) -> None:
+        self.beta = float(beta)
+
+    def _forward_exploration(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        output = self._forward(batch)
+        learner_actions = self._greedy_actions(output[Columns.ACTION_DIST_INPUTS])
+        expert_actions = self._expert_actions(batch[Columns.OBS])
+        expert_acts = torch.as_tensor(self._rng.random(len(expert_actions)) < self.beta)
+        expert_actions = expert_actions.to(learner_actions)
+        mask = expert_acts.reshape(-1, *(1,) * (learner_actions.dim() - 1))
+        output[Columns.ACTIONS] = torch.where(mask, expert_actions, learner_actions)
+        output[EXPERT_ACTIONS] = expert_actions
+        return output
+
+    def _greedy_actions(self, action_dist_inputs: torch.Tensor) -> torch.Tensor:
+        distribution = self.get_inference_action_dist_cls().from_logits(action_dist_inputs)
+        return distribution.to_deterministic().sample()
+
+    def _expert_actions(self, observations: torch.Tensor) -> torch.Tensor:
+        if self._expert is None:
+            expert = self.model_config.get("expert")
+            if not expert:
+                raise ValueError("this DAgger module has no expert to explore with")
+            self._expert = named_policy(expert)(self.observation_space, self.action_space)
+        rows = observations.detach().cpu().numpy()
+        return torch.as_tensor(np.stack([np.asarray(self._expert(row, self._rng)) for row in rows]))
+
+
+class DAggerLearner(TorchLearner):
+    """Behaviour cloning on the aggregate: minus the log-likelihood of the expert's labels."""
+
+    def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
+        module = self.module[module_id]
+        distribution = module.get_train_action_dist_cls().from_logits(
+            fwd_out[Columns.ACTION_DIST_INPUTS]
+        )
+        loss = -distribution.logp(batch[Columns.ACTIONS]).mean()
+        self.metrics.log_value((module_id, BC_LOSS), loss.item(), window=1)
+        return loss
+
+
+class LabelledStates:
+    """The aggregate data set: visited states and the expert's action in each, grown in place."""
+
+    def __init__(self, capacity: int | None) -> None:
+        self.capacity = capacity
+        self.observations: np.ndarray | None = None
+        self.actions: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.observations is None else len(self.observations)
+
+    def add(self, observations: np.ndarray, actions: np.ndarray) -> None:
+        if len(observations) == 0:
+            return
+        if self.observations is None:
+            self.observations, self.actions = observations.copy(), actions.copy()
+        else:
+            self.observations = np.concatenate([self.observations, observations])
+            self.actions = np.concatenate([self.actions, actions])
+        if self.capacity is not None and len(self) > self.capacity:
+            self.observations = self.observations[-self.capacity :]
+            self.actions = self.actions[-self.capacity :]
+
+
+def labelled_states(episodes) -> tuple[np.ndarray, np.ndarray]:
+    """Every step's observation and the expert's label of it, ``[N, ...]`` each."""
+    observations, labels = [], []
+    for episode in episodes:
+        steps = len(episode)
+        if steps == 0:
+            continue
+        observations.append(np.asarray(episode.get_observations(slice(0, steps))))
+        labels.append(np.asarray(episode.get_extra_model_outputs(EXPERT_ACTIONS)))
+    if not observations:
+        return np.zeros((0,)), np.zeros((0,))
+    return np.concatenate(observations), np.concatenate(labels)
+
+
+class DAgger(Algorithm):
+    """Set beta, roll out the mixture, aggregate the expert's labels, clone them."""
+
+    @classmethod
+    def get_default_config(cls) -> DAggerConfig:
+        return DAggerConfig()
+
+    def setup(self, config) -> None:
+        super().setup(config)
+        self.aggregate = LabelledStates(self.config.aggregate_capacity)
+        self._rng = np.random.default_rng(self.config.seed)
+        self._labels_lifetime = 0
+
+    def training_step(self) -> None:
+        beta = self.config.beta(self.iteration)
+        self.env_runner_group.foreach_env_runner(
+            lambda runner: runner.module.set_beta(beta), local_env_runner=True
+        )
+        self._aggregate_labels()
+        self._clone_expert()
+        self.metrics.log_value(BETA, beta, window=1)
+        self.metrics.log_value(AGGREGATE_SIZE, len(self.aggregate), window=1)
+
+    def _aggregate_labels(self) -> None:
+        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
+            episodes, env_runner_results = synchronous_parallel_sample(
+                worker_set=self.env_runner_group,
+                max_env_steps=self.config.total_train_batch_size,
+                sample_timeout_s=self.config.sample_timeout_s,
+                _uses_new_env_runners=True,
+                _return_metrics=True,
+            )
+        self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
+        observations, labels = labelled_states(episodes)
+        self.aggregate.add(observations, labels)
+        self._labels_lifetime += len(observations)
+        self.metrics.log_value(EXPERT_LABELS, len(observations), window=1)
+        self.metrics.log_value(EXPERT_LABELS_LIFETIME, self._labels_lifetime, window=1)
+
+    def _clone_expert(self) -> None:
+        batch_size = self.config.minibatch_size
+        rows = self._rng.integers(
+            len(self.aggregate), size=self.config.updates_per_iteration * batch_size
+        )
+        batch = SampleBatch(
+            {
+                Columns.OBS: self.aggregate.observations[rows],
+                Columns.ACTIONS: self.aggregate.actions[rows],
+            }
+        )
+        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+            learner_results = self.learner_group.update(
+                batch=MultiAgentBatch({DEFAULT_MODULE_ID: batch}, env_steps=len(rows)),
+                minibatch_size=batch_size,
+                num_epochs=1,
+            )
+        self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+        self.env_runner_group.sync_weights(
+            from_worker_or_learner_group=self.learner_group, inference_only=True
+        )
+
+    def get_state(self, components=None, *, not_components=None, **kwargs) -> dict[str, Any]:
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        if self._check_component(AGGREGATE_STATE, components, not_components):
+            state[AGGREGATE_STATE] = {
+                "observations": self.aggregate.observations,
+                "actions": self.aggregate.actions,
+                "labels_lifetime": self._labels_lifetime,
+                "rng": self._rng.bit_generator.state,
+            }
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        saved = state.get(AGGREGATE_STATE)
+        if saved is not None:
+            self.aggregate.observations = saved["observations"]
+            self.aggregate.actions = saved["actions"]
+            self._labels_lifetime = saved["labels_lifetime"]
+            self._rng.bit_generator.state = saved["rng"]
