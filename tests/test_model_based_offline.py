@@ -217,7 +217,7 @@ def test_a_pets_iteration_on_a_dataset_fits_the_model_and_samples_nothing(
     ray_local, root, monkeypatch
 ):
     _write(root, "Pendulum-v1", "pendulum/random-v0", episodes=2)
-    monkeypatch.setattr(pets_module, "synchronous_parallel_sample", _refuse_sampling)
+    monkeypatch.setattr(pets_module, "sample_env_steps", _refuse_sampling)
     spec = _spec(
         "pets",
         "Pendulum-v1",
@@ -250,9 +250,9 @@ def test_sysid_identifies_cartpole_from_a_dataset_and_balances_in_the_env(
     the full 500 steps, and training never samples the env."""
     written, _ = _write(root, "CartPole-v1", "cartpole/random-v0", episodes=90)
     assert written.steps >= 1_800
-    monkeypatch.setattr(sysid_module, "synchronous_parallel_sample", _refuse_sampling)
+    monkeypatch.setattr(sysid_module, "sample_env_steps", _refuse_sampling)
     monkeypatch.setattr(
-        "rlscale.algorithms.model_based.mpc.synchronous_parallel_sample", _refuse_sampling
+        "rlscale.algorithms.model_based.mpc.sample_env_steps", _refuse_sampling
     )
     spec = _spec(
         "sysid",

@@ -39,17 +39,15 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.metrics import (
-    ENV_RUNNER_RESULTS,
-    ENV_RUNNER_SAMPLING_TIMER,
     LEARNER_RESULTS,
     LEARNER_UPDATE_TIMER,
     TIMERS,
 )
 
 from rlscale.algorithms.common.config import RlscaleConfigMixin
+from rlscale.algorithms.common.sampling import sample_env_steps
 from rlscale.policies import named_policy
 
 EXPERT_ACTIONS = "expert_actions"
@@ -272,15 +270,7 @@ class DAgger(Algorithm):
         self.metrics.log_value(AGGREGATE_SIZE, len(self.aggregate), window=1)
 
     def _aggregate_labels(self) -> None:
-        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            episodes, env_runner_results = synchronous_parallel_sample(
-                worker_set=self.env_runner_group,
-                max_env_steps=self.config.total_train_batch_size,
-                sample_timeout_s=self.config.sample_timeout_s,
-                _uses_new_env_runners=True,
-                _return_metrics=True,
-            )
-        self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
+        episodes = sample_env_steps(self, self.config.total_train_batch_size)
         observations, labels = labelled_states(episodes)
         self.aggregate.add(observations, labels)
         self._labels_lifetime += len(observations)

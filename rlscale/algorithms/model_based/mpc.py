@@ -18,10 +18,9 @@ from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
-from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, ENV_RUNNER_SAMPLING_TIMER, TIMERS
 
 from rlscale.algorithms.common.config import RlscaleConfigMixin
+from rlscale.algorithms.common.sampling import sample_env_steps
 from rlscale.algorithms.model_based.model_checkpoints import learned_model
 from rlscale.algorithms.model_based.planning_module import (
     PLANNER_SETTINGS,
@@ -174,12 +173,4 @@ class MPC(Algorithm):
         return MPCConfig()
 
     def training_step(self) -> None:
-        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            _, env_runner_results = synchronous_parallel_sample(
-                worker_set=self.env_runner_group,
-                max_env_steps=self.config.total_train_batch_size,
-                sample_timeout_s=self.config.sample_timeout_s,
-                _uses_new_env_runners=True,
-                _return_metrics=True,
-            )
-        self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
+        sample_env_steps(self, self.config.total_train_batch_size)

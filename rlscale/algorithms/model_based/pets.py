@@ -32,17 +32,16 @@ import numpy as np
 import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
-from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.metrics import (
     ENV_RUNNER_RESULTS,
-    ENV_RUNNER_SAMPLING_TIMER,
     LEARNER_RESULTS,
     LEARNER_UPDATE_TIMER,
     NUM_ENV_STEPS_SAMPLED_LIFETIME,
     TIMERS,
 )
 
+from rlscale.algorithms.common.sampling import sample_env_steps
 from rlscale.algorithms.model_based.mpc import MPC, MPCConfig
 from rlscale.algorithms.model_based.planning_module import ensemble_settings
 from rlscale.algorithms.model_based.systems import action_interface
@@ -216,16 +215,11 @@ class PETS(MPC):
     def _sample_transitions(self) -> None:
         """One iteration's env steps (random for the first ``random_warmup_steps``) -> store."""
         sampled = self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)
-        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            episodes, env_runner_results = synchronous_parallel_sample(
-                worker_set=self.env_runner_group,
-                max_env_steps=self.config.total_train_batch_size,
-                random_actions=sampled < self.config.random_warmup_steps,
-                sample_timeout_s=self.config.sample_timeout_s,
-                _uses_new_env_runners=True,
-                _return_metrics=True,
-            )
-        self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
+        episodes = sample_env_steps(
+            self,
+            self.config.total_train_batch_size,
+            random_actions=sampled < self.config.random_warmup_steps,
+        )
         self.transitions.add(transitions_from_episodes(episodes, self.planned_actions))
 
     def _fit_model(self) -> None:

@@ -26,9 +26,8 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 import torch
-from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
-from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, ENV_RUNNER_SAMPLING_TIMER, TIMERS
 
+from rlscale.algorithms.common.sampling import sample_env_steps
 from rlscale.algorithms.common.settings import settings_from
 from rlscale.algorithms.model_based.mpc import MPC, ModelHoldingLearner, MPCConfig
 from rlscale.algorithms.model_based.systems import (
@@ -170,16 +169,7 @@ class SysId(MPC):
 
     def _random_transitions(self, actions: ActionInterface) -> dict[str, np.ndarray]:
         """``sysid_transitions`` env steps with uniformly random actions."""
-        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            episodes, env_runner_results = synchronous_parallel_sample(
-                worker_set=self.env_runner_group,
-                max_env_steps=self.config.sysid_transitions,
-                random_actions=True,
-                sample_timeout_s=self.config.sample_timeout_s,
-                _uses_new_env_runners=True,
-                _return_metrics=True,
-            )
-        self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
+        episodes = sample_env_steps(self, self.config.sysid_transitions, random_actions=True)
         return transitions_from_episodes(episodes, actions)
 
 

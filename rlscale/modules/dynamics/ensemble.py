@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -433,16 +434,23 @@ class FitSettings:
     fit_normalization: bool = True
 
     def __post_init__(self) -> None:
-        if self.steps < 0:
-            raise ValueError(f"steps must be non-negative, got {self.steps}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be non-negative, got {self.weight_decay}")
-        if not 0 <= self.holdout_fraction < 1:
-            raise ValueError(f"holdout_fraction must lie in [0, 1), got {self.holdout_fraction}")
+        check_fit_settings(self)
+
+
+def check_fit_settings(settings: Any) -> None:
+    """The checks every model-fitting loop's settings share (``FitSettings``, the flows'
+    ``FlowFitSettings``): ``steps``, ``batch_size``, ``learning_rate``, ``weight_decay`` and
+    ``holdout_fraction`` in range, else a ``ValueError`` naming the value."""
+    if settings.steps < 0:
+        raise ValueError(f"steps must be non-negative, got {settings.steps}")
+    if settings.batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {settings.batch_size}")
+    if settings.learning_rate <= 0:
+        raise ValueError(f"learning_rate must be positive, got {settings.learning_rate}")
+    if settings.weight_decay < 0:
+        raise ValueError(f"weight_decay must be non-negative, got {settings.weight_decay}")
+    if not 0 <= settings.holdout_fraction < 1:
+        raise ValueError(f"holdout_fraction must lie in [0, 1), got {settings.holdout_fraction}")
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ import torch
 import zuko
 from torch import Tensor, nn
 
-from rlscale.modules.dynamics.ensemble import split_rows
+from rlscale.modules.dynamics.ensemble import check_fit_settings, split_rows
 from rlscale.modules.dynamics.normalizer import Normalizer
 
 FLOW_KINDS = ("realnvp", "spline")
@@ -294,16 +294,7 @@ class FlowFitSettings:
     fit_normalization: bool = True
 
     def __post_init__(self) -> None:
-        if self.steps < 0:
-            raise ValueError(f"steps must be non-negative, got {self.steps}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be non-negative, got {self.weight_decay}")
-        if not 0 <= self.holdout_fraction < 1:
-            raise ValueError(f"holdout_fraction must lie in [0, 1), got {self.holdout_fraction}")
+        check_fit_settings(self)
 
 
 @dataclass(frozen=True)
