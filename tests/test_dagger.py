@@ -205,3 +205,39 @@ def test_dagger_reaches_the_expert_where_behaviour_cloning_does_not(ray_local, t
     behaviour_cloning = normalized_return("bc", {"beta_schedule": "exponential", "beta_base": 1.0})
     assert dagger >= 0.95, (dagger, expert, random)
     assert behaviour_cloning < 0.95, (behaviour_cloning, expert, random)
+
+
+def test_a_checkpoint_expert_labels_the_visited_states(ray_local, tmp_path):
+    """An rlscale checkpoint as the expert: it is built on the EnvRunner, and the aggregate
+    holds its greedy actions."""
+    from rlscale.policies import CheckpointPolicy
+
+    trained = rlscale.train(
+        rlscale.ExperimentSpec(
+            algorithm="ppo",
+            env="CartPole-v1",
+            seed=0,
+            output=tmp_path,
+            name="expert",
+            stop={"iterations": 1},
+            checkpoint={"every": 0},
+        )
+    )
+    spec = rlscale.ExperimentSpec(
+        algorithm="dagger",
+        env="CartPole-v1",
+        expert=str(trained.checkpoint),
+        seed=0,
+        hyperparameters={"train_batch_size_per_learner": 100, "updates_per_iteration": 5},
+    )
+    algorithm = prepare(spec).config.build_algo()
+    try:
+        assert algorithm.train()[EXPERT_LABELS] >= 100
+        observations, labels = algorithm.aggregate.observations, algorithm.aggregate.actions
+    finally:
+        algorithm.stop()
+    env = gym.make("CartPole-v1")
+    expert = CheckpointPolicy(trained.checkpoint)(env.observation_space, env.action_space)
+    rng = np.random.default_rng(0)
+    expected = [int(expert(row, rng)) for row in observations[:50]]
+    np.testing.assert_array_equal(labels[:50], expected)
