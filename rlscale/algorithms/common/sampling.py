@@ -1,10 +1,19 @@
-"""Sampling in an algorithm's own training step: the one way rlscale's drivers collect env steps."""
+"""Sampling and learning in an algorithm's own training step: how rlscale's drivers collect env
+steps and update their Learners on batches they built themselves."""
 
 from __future__ import annotations
 
 from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
-from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, ENV_RUNNER_SAMPLING_TIMER, TIMERS
+from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+from ray.rllib.utils.metrics import (
+    ENV_RUNNER_RESULTS,
+    ENV_RUNNER_SAMPLING_TIMER,
+    LEARNER_RESULTS,
+    LEARNER_UPDATE_TIMER,
+    TIMERS,
+)
 
 
 def sample_env_steps(algorithm: Algorithm, env_steps: int, *, random_actions: bool = False):
@@ -22,3 +31,18 @@ def sample_env_steps(algorithm: Algorithm, env_steps: int, *, random_actions: bo
         )
     algorithm.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
     return episodes
+
+
+def update_and_sync(algorithm: Algorithm, batch: SampleBatch, minibatch_size: int) -> None:
+    """One pass of the Learner over ``batch`` in minibatches of ``minibatch_size`` (timed, its
+    results logged), then the new weights synced to the EnvRunners' inference-only modules."""
+    with algorithm.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+        learner_results = algorithm.learner_group.update(
+            batch=MultiAgentBatch({DEFAULT_MODULE_ID: batch}, env_steps=len(batch)),
+            minibatch_size=minibatch_size,
+            num_epochs=1,
+        )
+    algorithm.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+    algorithm.env_runner_group.sync_weights(
+        from_worker_or_learner_group=algorithm.learner_group, inference_only=True
+    )

@@ -35,19 +35,13 @@ import torch
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.algorithms.bc.torch.default_bc_torch_rl_module import DefaultBCTorchRLModule
-from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
-from ray.rllib.utils.metrics import (
-    LEARNER_RESULTS,
-    LEARNER_UPDATE_TIMER,
-    TIMERS,
-)
+from ray.rllib.policy.sample_batch import SampleBatch
 
 from rlscale.algorithms.common.config import RlscaleConfigMixin
-from rlscale.algorithms.common.sampling import sample_env_steps
+from rlscale.algorithms.common.sampling import sample_env_steps, update_and_sync
 from rlscale.policies import named_policy
 
 EXPERT_ACTIONS = "expert_actions"
@@ -288,16 +282,7 @@ class DAgger(Algorithm):
                 Columns.ACTIONS: self.aggregate.actions[rows],
             }
         )
-        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
-            learner_results = self.learner_group.update(
-                batch=MultiAgentBatch({DEFAULT_MODULE_ID: batch}, env_steps=len(rows)),
-                minibatch_size=batch_size,
-                num_epochs=1,
-            )
-        self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
-        self.env_runner_group.sync_weights(
-            from_worker_or_learner_group=self.learner_group, inference_only=True
-        )
+        update_and_sync(self, batch, batch_size)
 
     def get_state(self, components=None, *, not_components=None, **kwargs) -> dict[str, Any]:
         state = super().get_state(components, not_components=not_components, **kwargs)

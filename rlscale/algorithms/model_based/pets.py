@@ -30,18 +30,14 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 import torch
-from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
-from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+from ray.rllib.policy.sample_batch import SampleBatch
 from ray.rllib.utils.metrics import (
     ENV_RUNNER_RESULTS,
-    LEARNER_RESULTS,
-    LEARNER_UPDATE_TIMER,
     NUM_ENV_STEPS_SAMPLED_LIFETIME,
-    TIMERS,
 )
 
-from rlscale.algorithms.common.sampling import sample_env_steps
+from rlscale.algorithms.common.sampling import sample_env_steps, update_and_sync
 from rlscale.algorithms.model_based.mpc import MPC, MPCConfig
 from rlscale.algorithms.model_based.planning_module import ensemble_settings
 from rlscale.algorithms.model_based.systems import action_interface
@@ -235,14 +231,5 @@ class PETS(MPC):
                 SampleBatch.SEQ_LENS: np.ones(len(rows), dtype=np.int32),
             }
         )
-        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
-            self.learner_group.foreach_learner(lambda learner: learner.fit_normalization(data))
-            learner_results = self.learner_group.update(
-                batch=MultiAgentBatch({DEFAULT_MODULE_ID: sampled}, env_steps=len(rows)),
-                minibatch_size=batch_size,
-                num_epochs=1,
-            )
-            self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
-        self.env_runner_group.sync_weights(
-            from_worker_or_learner_group=self.learner_group, inference_only=True
-        )
+        self.learner_group.foreach_learner(lambda learner: learner.fit_normalization(data))
+        update_and_sync(self, sampled, batch_size)
