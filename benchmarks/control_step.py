@@ -8,8 +8,8 @@ episode of ``--steps`` steps through ``MPCController``, with the analytic ``Pend
 ``pendulum_cost`` and ``pendulum_terminal_cost``, one start state per step, on one CPU thread
 (``torch.set_num_threads(1)``):
 
-- ``ilqr``: ``ILQRPlanner``, 2 iterations per step warm-started from the shifted plan, 10
-  cold-start rounds (the setting of ``tests/test_planning.py``);
+- ``ilqr``: ``ILQRPlanner``, 1 iteration per step warm-started from the shifted plan, 10
+  cold-start rounds (``mpc``'s default and the setting of ``tests/test_planning.py``);
 - ``cem``: ``CEMPlanner``, population ``--samples``, elites a tenth of it, ``--cem-iterations``
   per step, 5 cold-start rounds;
 - ``mppi``: ``MPPIPlanner``, ``--samples`` samples, 1 iteration per step (temperature 1, noise
@@ -67,7 +67,7 @@ def controller(name: str, args: argparse.Namespace) -> MPCController:
     )
     generator = torch.Generator().manual_seed(args.seed)
     if name == "ilqr":
-        planner = ILQRPlanner(**common, action_dim=1, settings=ILQRSettings(max_iterations=2))
+        planner = ILQRPlanner(**common, action_dim=1, settings=ILQRSettings(max_iterations=1))
         return MPCController(planner, cold_start_rounds=10)
     if name == "cem":
         settings = CEMSettings(

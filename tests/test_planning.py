@@ -459,9 +459,9 @@ def _mpc_controller(method: str = "ilqr") -> MPCController:
         action_low=-2.0,
         action_high=2.0,
         method=method,
-        # Warm-started from the last plan, two iterations per step are enough; the first step of
-        # an episode converges over its cold-start rounds.
-        settings=ILQRSettings(max_iterations=2),
+        # Warm-started from the last plan, one iteration per step is enough (mpc's default); the
+        # first step of an episode converges over its cold-start rounds.
+        settings=ILQRSettings(max_iterations=1),
     )
     return MPCController(planner, cold_start_rounds=10)
 

@@ -51,11 +51,6 @@ class SysIdConfig(MPCConfig):
 
     RLSCALE_KEYS: ClassVar[tuple[str, ...]] = ("sysid_transitions", "sysid_settings", "dataset_dir")
     MODEL: ClassVar[str] = "physical"
-    PLANNER_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
-        **MPCConfig.PLANNER_DEFAULTS,
-        "ilqr": {"max_iterations": 1},
-        "ddp": {"max_iterations": 1},
-    }
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or SysId)
@@ -65,7 +60,7 @@ class SysIdConfig(MPCConfig):
         self.dataset_dir: str | None = None
         """A Minari dataset's ``data`` folder: identify from its transitions instead of random
         ones (set by ``--dataset``, which checks the dataset first)."""
-        # The cart-poles need no long plans to balance: 10 steps, one iLQR round per step.
+        # The cart-poles need no long plans to balance: 10 steps.
         self.horizon = 10
         self.cold_start_rounds = 5
 
