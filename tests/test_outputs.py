@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from rlscale.errors import CheckpointError
+from rlscale.errors import CheckpointError, OutputError
 from rlscale.platform.episode_stats import (
     EPISODE_LENGTHS_KEY,
     EPISODE_RETURNS_KEY,
@@ -19,7 +19,10 @@ from rlscale.platform.experiment import PreparedExperiment
 from rlscale.platform.iteration import IterationStep, first_stop_reason
 from rlscale.platform.outputs import (
     CHECKPOINT_MARKER,
+    FINAL_CHECKPOINT,
+    CheckpointWriter,
     IterationMetrics,
+    create_run_dir,
     flatten_numbers,
     read_checkpoint,
 )
@@ -117,6 +120,65 @@ def test_damaged_checkpoint_marker_is_reported(tmp_path):
     (tmp_path / CHECKPOINT_MARKER).write_text("{not json")
     with pytest.raises(CheckpointError, match="damaged"):
         read_checkpoint(tmp_path)
+
+
+def _spec(tmp_path, name=None) -> ExperimentSpec:
+    return ExperimentSpec(algorithm="ppo", env="CartPole-v1", output=tmp_path, name=name)
+
+
+def test_a_named_run_never_writes_over_an_earlier_run(tmp_path):
+    run_dir = create_run_dir(_spec(tmp_path, name="x"))
+    (run_dir / "metrics.csv").write_text("first run's metrics")
+    with pytest.raises(OutputError, match=r"already holds a run \(spec.yaml, metrics.csv\)"):
+        create_run_dir(_spec(tmp_path, name="x"))
+    assert (run_dir / "metrics.csv").read_text() == "first run's metrics"
+
+
+def test_a_generated_run_name_that_is_taken_gets_a_suffix(tmp_path, monkeypatch):
+    monkeypatch.setattr(ExperimentSpec, "run_name", lambda self: "ppo-CartPole-v1-same-second")
+    first, second = create_run_dir(_spec(tmp_path)), create_run_dir(_spec(tmp_path))
+    assert (first.name, second.name) == (
+        "ppo-CartPole-v1-same-second",
+        "ppo-CartPole-v1-same-second-2",
+    )
+
+
+class _SavingAlgorithm:
+    """Writes one file, tagged, where RLlib's ``save_to_path`` would write a checkpoint."""
+
+    def __init__(self, tag: str, fail: bool = False):
+        self.tag, self.fail = tag, fail
+
+    def save_to_path(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+        with open(os.path.join(path, "state"), "w") as file:
+            file.write(self.tag)
+        if self.fail:
+            raise KeyboardInterrupt  # killed while writing
+
+
+def test_a_save_keeps_the_previous_checkpoint_until_the_new_one_is_in_place(tmp_path):
+    writer = CheckpointWriter(tmp_path, _spec(tmp_path))
+    final = writer.save_final(_SavingAlgorithm("first"), None)
+    with pytest.raises(KeyboardInterrupt):
+        writer.save_final(_SavingAlgorithm("second", fail=True), None)
+    assert (final / "state").read_text() == "first"
+    assert read_checkpoint(final).path == final
+    writer.save_final(_SavingAlgorithm("third"), None)
+    assert (final / "state").read_text() == "third"
+    assert sorted(path.name for path in tmp_path.iterdir()) == [FINAL_CHECKPOINT]
+
+
+def test_a_save_interrupted_between_its_renames_points_to_the_previous_checkpoint(tmp_path):
+    writer = CheckpointWriter(tmp_path, _spec(tmp_path))
+    final = writer.save_final(_SavingAlgorithm("first"), None)
+    previous = tmp_path / f".{FINAL_CHECKPOINT}.previous"
+    os.replace(final, previous)  # where a kill after the first rename leaves it
+    with pytest.raises(CheckpointError, match="previous checkpoint is intact at .*previous"):
+        read_checkpoint(final)
+    writer.save_final(_SavingAlgorithm("second"), None)
+    assert (final / "state").read_text() == "second"
+    assert not previous.exists()
 
 
 def test_plot_without_finished_episodes_still_writes_a_png(tmp_path):

@@ -86,9 +86,23 @@ class IterationMetrics:
         return not math.isnan(self.return_mean)
 
 
+RUN_FILES = ("spec.yaml", "metrics.csv", FINAL_CHECKPOINT, PERIODIC_CHECKPOINTS)
+"""What a run writes into its folder; a folder holding any of them holds an earlier run."""
+
+
 def create_run_dir(spec: ExperimentSpec) -> Path:
-    """Make ``<output>/<name>/`` and prove it is writable, before any training starts."""
-    run_dir = Path(spec.output).expanduser() / spec.run_name()
+    """Make ``<output>/<name>/`` and prove it is writable, before any training starts.
+
+    A run never writes into an earlier run's folder: a ``--name`` whose folder holds a run is
+    refused (nothing of it is touched), and a generated name that is taken (two runs started
+    in the same second) gets a ``-2``, ``-3``, ... suffix.
+    """
+    output = Path(spec.output).expanduser()
+    run_dir = output / spec.run_name()
+    if spec.name:
+        _refuse_earlier_run(run_dir)
+    else:
+        run_dir = _free_folder(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-"):
@@ -100,6 +114,28 @@ def create_run_dir(spec: ExperimentSpec) -> Path:
         ) from None
     write_atomically(run_dir / "spec.yaml", spec.to_yaml())
     return run_dir
+
+
+def _earlier_run_files(run_dir: Path) -> list[str]:
+    return [name for name in RUN_FILES if (run_dir / name).exists()]
+
+
+def _refuse_earlier_run(run_dir: Path) -> None:
+    found = _earlier_run_files(run_dir)
+    if found:
+        raise OutputError(
+            f"{run_dir} already holds a run ({', '.join(found)}); a new run would overwrite it. "
+            "Choose another --name (`name:` in the spec), leave it out for a fresh timestamped "
+            "folder, or move that folder away first."
+        )
+
+
+def _free_folder(run_dir: Path) -> Path:
+    candidate, suffix = run_dir, 1
+    while _earlier_run_files(candidate):
+        suffix += 1
+        candidate = run_dir.with_name(f"{run_dir.name}-{suffix}")
+    return candidate
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -192,15 +228,33 @@ class CheckpointWriter:
             "spec": self.spec.model_dump(mode="json"),
         }
         (partial / CHECKPOINT_MARKER).write_text(json.dumps(marker, indent=2, allow_nan=True))
-        if destination.exists():
-            shutil.rmtree(destination)
-        os.replace(partial, destination)
+        _swap_in(partial, destination)
         return destination
 
     def _prune(self) -> None:
         periodic = sorted(self.periodic_dir.glob("iter_*"))
         for old in periodic[: -self.spec.checkpoint.keep]:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _swap_in(complete: Path, destination: Path) -> None:
+    """Put the complete folder ``complete`` at ``destination``, replacing any folder there.
+
+    A folder cannot replace a non-empty one in one rename, so the old one is first renamed
+    aside and deleted only once the new one is in place: at every moment one complete
+    checkpoint exists, at ``destination`` or (between the two renames) at its ``.previous``
+    name, which :func:`read_checkpoint` points to.
+    """
+    previous = _previous_name(destination)
+    if destination.exists():
+        shutil.rmtree(previous, ignore_errors=True)  # left by a crash after a completed swap
+        os.replace(destination, previous)
+    os.replace(complete, destination)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _previous_name(destination: Path) -> Path:
+    return destination.with_name(f".{destination.name}.previous")
 
 
 @dataclass(frozen=True)
@@ -213,6 +267,12 @@ class CheckpointInfo:
 def read_checkpoint(path: str | Path) -> CheckpointInfo:
     """Check that ``path`` is a complete rlscale checkpoint; read the spec it was trained with."""
     path = Path(path).expanduser()
+    if not path.exists() and _previous_name(path).is_dir():
+        raise CheckpointError(
+            f"checkpoint {path} is missing: a save was interrupted while replacing it, and the "
+            f"previous checkpoint is intact at {_previous_name(path)}. Rename that folder back "
+            f"to {path.name} to use it."
+        )
     if not path.is_dir():
         raise CheckpointError(
             f"checkpoint {path} does not exist. Pass the folder that `rlscale train` printed last "
