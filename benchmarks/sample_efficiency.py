@@ -43,7 +43,7 @@ REFERENCE_ALGORITHM = "pets"
 THRESHOLDS = {"Pendulum-v1": -250.0, "InvertedPendulum-v5": 950.0}
 DEFAULT_CAPS = {
     "Pendulum-v1": {"pets": 3_000, "sac": 20_000, "ppo": 300_000},
-    "InvertedPendulum-v5": {"pets": 8_000, "sac": 40_000, "ppo": 200_000, "mbpo": 8_000},
+    "InvertedPendulum-v5": {"pets": 8_000, "sac": 40_000, "ppo": 200_000, "mbpo": 16_000},
 }
 """Env steps after which a run stops unreached; one entry per (env, algorithm) benchmarked."""
 HYPERPARAMETERS: dict[tuple[str, str], dict[str, Any]] = {

@@ -78,7 +78,8 @@ def test_an_unknown_expert_names_the_scripted_ones():
     spec = rlscale.ExperimentSpec(
         algorithm="dagger", env="CartPole-v1", expert="cartpole_balancer", seed=0
     )
-    with pytest.raises(PolicyError, match=r"Did you mean: cartpole_balance\? .*pendulum_swing_up"):
+    suggestion = r"Did you mean: cartpole_balance, cartpole_centered\? .*pendulum_swing_up"
+    with pytest.raises(PolicyError, match=suggestion):
         prepare(spec)
 
 

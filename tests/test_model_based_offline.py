@@ -12,13 +12,11 @@ import torch
 
 import rlscale
 from rlscale.algorithms import Input, algorithms_taking, get_algorithm
+from rlscale.algorithms.common.offline import DATASET_TRANSITIONS
 from rlscale.algorithms.model_based import pets as pets_module
 from rlscale.algorithms.model_based import sysid as sysid_module
 from rlscale.algorithms.model_based.systems import action_interface
-from rlscale.algorithms.model_based.transitions import (
-    DATASET_TRANSITIONS,
-    transitions_from_dataset,
-)
+from rlscale.algorithms.model_based.transitions import transitions_from_dataset
 from rlscale.algorithms.registry import AlgorithmEntry
 from rlscale.datasets.collect import run_episode
 from rlscale.datasets.store import write_dataset

@@ -6,14 +6,19 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from ray import tune
 
+from rlscale.datasets.collect import run_episode
+from rlscale.datasets.store import write_dataset
+from rlscale.envs import make_env
 from rlscale.errors import RlscaleError, SpecError
 from rlscale.platform.spec import load_spec
 from rlscale.platform.tuning import SweepError, load_sweep
 from rlscale.platform.tuning.run import _resolve_gpus, check_bundles_fit, trial_resources
 from rlscale.platform.tuning.search import param_space, scheduler
 from rlscale.platform.tuning.sweep import METRICS
+from rlscale.policies import scripted_policy
 from tests.conftest import REPO_ROOT, run_cli
 from tests.test_cli import assert_clean_failure
 
@@ -46,6 +51,32 @@ def sweep_error(tmp_path: Path, text: str) -> str:
     return str(caught.value)
 
 
+@pytest.fixture
+def shipped_datasets(tmp_path, monkeypatch):
+    """The datasets the shipped sweep files name (their comments say how users make them),
+    made here as one random episode each, in a temporary Minari root."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    for path in TUNE_CONFIGS:
+        base = yaml.safe_load(path.read_text())
+        if "dataset" not in base:
+            continue
+        env = make_env(base["env"], {})
+        try:
+            act = scripted_policy("random")(env.observation_space, env.action_space)
+            write_dataset(
+                base["dataset"],
+                iter([run_episode(env, act, 0)]),
+                env.observation_space,
+                env.action_space,
+                env.spec,
+                {"algorithm_name": "random"},
+                root=tmp_path / "datasets",
+            )
+        finally:
+            env.close()
+
+
+@pytest.mark.usefixtures("shipped_datasets")
 @pytest.mark.parametrize("path", TUNE_CONFIGS, ids=lambda p: p.name)
 def test_every_shipped_sweep_file_validates(path):
     sweep = load_sweep(path)
@@ -53,6 +84,7 @@ def test_every_shipped_sweep_file_validates(path):
     assert sweep.tune.metric in METRICS
 
 
+@pytest.mark.usefixtures("shipped_datasets")
 def test_shipped_sweeps_cover_each_algorithm():
     algorithms = {load_sweep(path).base["algorithm"] for path in TUNE_CONFIGS}
     assert {"ppo", "dqn", "q_learning", "sarsa"} <= algorithms

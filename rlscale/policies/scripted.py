@@ -76,6 +76,24 @@ def cartpole_balance(_: gym.Space, __: gym.Space) -> Policy:
     return act
 
 
+@register_scripted("cartpole_centered")
+def cartpole_centered(_: gym.Space, __: gym.Space) -> Policy:
+    """``cartpole_balance`` with a five times stronger pull towards the track's centre.
+
+    ``cartpole_balance`` lets the cart drift (to x = -1.67 of the track's ±2.4 in a seed-0
+    episode), so one of its episodes never shows how to bring the cart back; this rule keeps
+    it within about ±1 and balances for the whole 500 steps as well. Imitation from a single
+    demonstration uses it.
+    """
+
+    def act(observation: Any, rng: np.random.Generator) -> int:
+        x, x_dot, theta, theta_dot = (float(v) for v in observation)
+        push = theta + 0.5 * theta_dot + 0.05 * x + 0.1 * x_dot
+        return int(push > 0)
+
+    return act
+
+
 @register_scripted("pendulum_swing_up")
 def pendulum_swing_up(_: gym.Space, action_space: gym.Space) -> Policy:
     """Energy pumping far from the top, a PD controller near it (Pendulum-v1, torque in [-2, 2]).

@@ -4,7 +4,8 @@
   periodic greedy evaluation episodes;
 - :func:`evaluation_only`: the same config rebuilt to act in the env without a dataset;
 - :class:`ReleasesDataIterators`: an Algorithm mixin that closes Ray Data iterators on stop;
-- :func:`offline_training_step`: one iteration of updates on batches of the offline data.
+- :func:`offline_training_step`: one iteration of updates on batches of the offline data;
+- :func:`attach_in_memory_dataset`: a small dataset that the algorithm reads into memory itself.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray.rllib.core.learner.training_data import TrainingData
@@ -23,10 +25,15 @@ from ray.rllib.utils.metrics import (
     TIMERS,
 )
 
+from rlscale.datasets.store import METADATA_FILE
+
 if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm import Algorithm
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+    from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
 
+DATASET_TRANSITIONS = "dataset_transitions"
+"""Metric: the transitions of the in-memory dataset an algorithm learns from."""
 EVALUATION_INTERVAL = 5
 """Training iterations between evaluations in the real environment."""
 EVALUATION_EPISODES = 10
@@ -135,3 +142,34 @@ def offline_training_step(algorithm: Algorithm) -> None:
             **algorithm.offline_data.iter_batches_kwargs,
         )
         algorithm.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+
+
+def attach_in_memory_dataset(config: AlgorithmConfig, data_dir: Path) -> None:
+    """``attach_dataset`` of the algorithms that read a small dataset into memory themselves
+    (``pets`` and ``sysid`` fit their models on it, the imitation algorithms learn from its
+    demonstrations): hand them its ``data`` folder (``config.dataset_dir``) and evaluate in the
+    env every few iterations, as the offline algorithms do (``EVALUATION_SETTINGS``, under any
+    of those keys the user set)."""
+    config.dataset_dir = str(data_dir)
+    user_keys = config.user_set_keys()
+    for key, value in EVALUATION_SETTINGS.items():
+        if key not in user_keys:
+            setattr(config, key, copy.deepcopy(value))
+
+
+def dataset_dir_problem(dataset_dir: str | None) -> str | None:
+    """Why ``dataset_dir`` (a config's) names no dataset to learn from, or None."""
+    if dataset_dir is None or (Path(dataset_dir) / METADATA_FILE).is_file():
+        return None
+    return (
+        f"dataset_dir {dataset_dir!r} is not a Minari dataset's data folder (it holds no "
+        f"{METADATA_FILE}); give the dataset with --dataset (or `dataset:` in the spec)"
+    )
+
+
+def log_trained_transitions(metrics: MetricsLogger, trained: int, dataset_size: int) -> None:
+    """The offline algorithms' convention for an in-memory dataset: the env-steps counter
+    counts the transitions trained on (nothing is sampled); ``dataset_transitions`` is the
+    dataset's size."""
+    metrics.log_value(NUM_ENV_STEPS_SAMPLED_LIFETIME, trained, reduce="lifetime_sum")
+    metrics.log_value(DATASET_TRANSITIONS, dataset_size, window=1)

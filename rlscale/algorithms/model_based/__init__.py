@@ -2,6 +2,7 @@
 
 import gymnasium as gym
 
+from rlscale.algorithms.common.offline import attach_in_memory_dataset
 from rlscale.algorithms.model_based.mbpo import MBPO, MBPOConfig
 from rlscale.algorithms.model_based.mpc import MPC, MPCConfig
 from rlscale.algorithms.model_based.pets import PETS, PETSConfig
@@ -13,7 +14,6 @@ from rlscale.algorithms.model_based.systems import (
     observation_cost_env_ids,
     plannable_actions,
 )
-from rlscale.algorithms.model_based.transitions import fit_from_dataset
 from rlscale.algorithms.registry import (
     AlgorithmEntry,
     Input,
@@ -79,7 +79,7 @@ register_algorithm(
         env_checks=(has_parameters_to_identify,),
         describe_policy=describe_identified_model,
         optional_inputs=(Input.DATASET,),
-        attach_dataset=fit_from_dataset,
+        attach_dataset=attach_in_memory_dataset,
     )
 )
 
@@ -103,7 +103,7 @@ register_algorithm(
         space_checks=(vector_observations_only,),
         env_checks=(has_observation_cost,),
         optional_inputs=(Input.DATASET,),
-        attach_dataset=fit_from_dataset,
+        attach_dataset=attach_in_memory_dataset,
     )
 )
 

@@ -37,14 +37,13 @@ from ray.rllib.utils.metrics import (
     NUM_ENV_STEPS_SAMPLED_LIFETIME,
 )
 
+from rlscale.algorithms.common.offline import dataset_dir_problem, log_trained_transitions
 from rlscale.algorithms.common.sampling import sample_env_steps, update_and_sync
 from rlscale.algorithms.model_based.mpc import MPC, MPCConfig
 from rlscale.algorithms.model_based.planning_module import ensemble_settings
 from rlscale.algorithms.model_based.systems import action_interface
 from rlscale.algorithms.model_based.transitions import (
     TransitionStore,
-    dataset_dir_problem,
-    log_trained_transitions,
     transitions_from_dataset,
     transitions_from_episodes,
 )

@@ -27,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlscale.algorithms.common.offline import dataset_dir_problem, log_trained_transitions
 from rlscale.algorithms.common.sampling import sample_env_steps
 from rlscale.algorithms.common.settings import settings_from
 from rlscale.algorithms.model_based.mpc import MPC, ModelHoldingLearner, MPCConfig
@@ -36,8 +37,6 @@ from rlscale.algorithms.model_based.systems import (
     analytic_system,
 )
 from rlscale.algorithms.model_based.transitions import (
-    dataset_dir_problem,
-    log_trained_transitions,
     transitions_from_dataset,
     transitions_from_episodes,
 )

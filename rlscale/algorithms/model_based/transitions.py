@@ -6,34 +6,25 @@ sees them: a Discrete env's action becomes the force it declares (CartPole-v1's 
 so that the model learns in the planner's action space.
 
 Given a dataset (``--dataset``; the registry entry's ``attach_dataset`` is
-:func:`fit_from_dataset`), ``pets`` and ``sysid`` hold all of its transitions in memory (the
-datasets of these systems are small) and fit their models on them instead of sampling the env;
-greedy episodes in the env evaluate the controller every few iterations, as for the offline
-algorithms.
+:func:`~rlscale.algorithms.common.offline.attach_in_memory_dataset`), ``pets`` and ``sysid``
+hold all of its transitions in memory (the datasets of these systems are small) and fit their
+models on them instead of sampling the env; greedy episodes in the env evaluate the controller
+every few iterations, as for the offline algorithms.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
-from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
-from rlscale.algorithms.common.offline import EVALUATION_SETTINGS
 from rlscale.algorithms.model_based.systems import ActionInterface
-from rlscale.datasets.store import METADATA_FILE, open_dataset
-
-if TYPE_CHECKING:
-    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
-    from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
+from rlscale.datasets.store import open_dataset
 
 FIELDS = ("obs", "actions", "next_obs", "rewards")
-DATASET_TRANSITIONS = "dataset_transitions"
-"""Metric: the transitions of the dataset the model is fitted on."""
 
 
 def transitions_from_episodes(
@@ -115,32 +106,3 @@ class TransitionStore:
         self.data = {
             field: np.concatenate([self.data[field], transitions[field]]) for field in FIELDS
         }
-
-
-def fit_from_dataset(config: AlgorithmConfig, data_dir: Path) -> None:
-    """``attach_dataset`` of the model-based entries: fit the model on the dataset in
-    ``data_dir`` (``dataset_dir``) instead of sampling, and evaluate in the env every few
-    iterations, as the offline algorithms do (``EVALUATION_SETTINGS``, under any of those keys
-    the user set)."""
-    config.dataset_dir = str(data_dir)
-    user_keys = config.user_set_keys()
-    for key, value in EVALUATION_SETTINGS.items():
-        if key not in user_keys:
-            setattr(config, key, copy.deepcopy(value))
-
-
-def dataset_dir_problem(dataset_dir: str | None) -> str | None:
-    """Why ``dataset_dir`` (a config's) names no dataset to fit on, or None."""
-    if dataset_dir is None or (Path(dataset_dir) / METADATA_FILE).is_file():
-        return None
-    return (
-        f"dataset_dir {dataset_dir!r} is not a Minari dataset's data folder (it holds no "
-        f"{METADATA_FILE}); give the dataset with --dataset (or `dataset:` in the spec)"
-    )
-
-
-def log_trained_transitions(metrics: MetricsLogger, trained: int, dataset_size: int) -> None:
-    """The offline algorithms' convention: the env-steps counter counts the transitions
-    trained on (nothing is sampled); ``dataset_transitions`` is the dataset's size."""
-    metrics.log_value(NUM_ENV_STEPS_SAMPLED_LIFETIME, trained, reduce="lifetime_sum")
-    metrics.log_value(DATASET_TRANSITIONS, dataset_size, window=1)
