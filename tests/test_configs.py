@@ -14,6 +14,7 @@ import pytest
 
 from rlscale.algorithms import Input, list_algorithms
 from rlscale.envs import register_with_rllib
+from rlscale.errors import SpecError
 from rlscale.platform.experiment import prepare
 from rlscale.platform.spec import ExperimentSpec
 
@@ -134,3 +135,30 @@ WITHOUT_NETWORK = {"mpc", "sysid"}
 def test_network_width_has_one_name(entry):
     config = entry.config_class().training(hidden_sizes=[17, 9])
     assert config.model_config["hidden_sizes"] == [17, 9]
+
+
+
+def _online_runs_with_a_network() -> list[tuple[str, str]]:
+    """One env per algorithm that has a network width and needs no dataset (the offline ones
+    validate through the same mixin, but only once their dataset is attached)."""
+    first_env: dict[str, str] = {}
+    for algorithm, env in RUNS:
+        entry = next(e for e in list_algorithms() if e.name == algorithm)
+        if hasattr(entry.config_class(), "hidden_sizes") and not entry.requires(Input.DATASET):
+            first_env.setdefault(algorithm, env)
+    return sorted(first_env.items())
+
+
+@pytest.mark.parametrize("run", _online_runs_with_a_network(), ids=lambda run: run[0])
+def test_a_malformed_width_is_refused_by_name_before_ray(run):
+    algorithm, env = run
+    entry = next(e for e in list_algorithms() if e.name == algorithm)
+    spec = ExperimentSpec(
+        algorithm=algorithm,
+        env=env,
+        seed=0,
+        expert=EXPERT if entry.takes(Input.EXPERT) else None,
+        hyperparameters={"hidden_sizes": 256},
+    )
+    with pytest.raises(SpecError, match=r"hidden_sizes must be a list of positive layer widths"):
+        prepare(spec)

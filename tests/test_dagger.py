@@ -110,6 +110,19 @@ def test_exploration_mixes_expert_and_learner_and_always_returns_the_expert_labe
     assert from_expert.any() and from_learner.any()
 
 
+def test_each_env_runner_draws_its_own_mixture():
+    observations = np.random.default_rng(0).uniform(-0.2, 0.2, size=(256, 4)).astype(np.float32)
+    batch = {Columns.OBS: torch.as_tensor(observations)}
+    module = _module()
+    module.set_beta(0.5)
+    taken = []
+    for runner_index in (1, 2, 1):
+        module.seed_mixing(0, runner_index)
+        taken.append(module.forward_exploration(batch)[Columns.ACTIONS].numpy())
+    assert not np.array_equal(taken[0], taken[1])
+    np.testing.assert_array_equal(taken[0], taken[2])
+
+
 def test_the_aggregate_grows_and_drops_its_oldest_rows_at_capacity():
     store = LabelledStates(capacity=5)
     store.add(np.arange(3.0)[:, None], np.array([0, 1, 0]))

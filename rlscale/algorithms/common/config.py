@@ -42,6 +42,19 @@ _WHICH_ENV_KEYS = {"env_config", "observation_space", "action_space"}
 """``environment()`` arguments that say which env it is, not how to act in it."""
 
 
+def hidden_sizes_problem(hidden_sizes: Any) -> str | None:
+    """Why ``hidden_sizes`` is not a list of positive layer widths, or None."""
+    if isinstance(hidden_sizes, list | tuple) and all(
+        isinstance(size, int) and not isinstance(size, bool) and size >= 1
+        for size in hidden_sizes
+    ):
+        return None
+    return (
+        f"hidden_sizes must be a list of positive layer widths, such as [64, 64], got "
+        f"{hidden_sizes!r}"
+    )
+
+
 class RlscaleConfigMixin:
     """Put first among a config's bases; see the module docstring."""
 
@@ -80,6 +93,15 @@ class RlscaleConfigMixin:
             key for key, value in {**kwargs, **own}.items() if value is not NotProvided
         )
         return self
+
+    def validate(self) -> None:
+        """The network keys' types first (before any algorithm's own checks read them), then
+        RLlib's and the algorithm's checks."""
+        if hasattr(self, "hidden_sizes"):
+            problem = hidden_sizes_problem(self.hidden_sizes)
+            if problem:
+                self._value_error(problem)
+        super().validate()
 
     def update_from_dict(self, config_dict: dict[str, Any]):
         super().update_from_dict(config_dict)

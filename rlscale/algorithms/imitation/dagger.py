@@ -164,6 +164,12 @@ class DAggerModule(DefaultBCTorchRLModule):
     def set_beta(self, beta: float) -> None:
         self.beta = float(beta)
 
+    def seed_mixing(self, seed: int | None, runner_index: int) -> None:
+        """Give this EnvRunner's copy its own stream of expert-or-learner draws: every copy
+        starts from the same ``mixing_seed``, so without this all runners would make the same
+        choices at the same steps."""
+        self._rng = np.random.default_rng(None if seed is None else [seed, runner_index])
+
     def _forward_exploration(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         output = self._forward(batch)
         learner_actions = self._greedy_actions(output[Columns.ACTION_DIST_INPUTS])
@@ -252,6 +258,11 @@ class DAgger(Algorithm):
         self.aggregate = LabelledStates(self.config.aggregate_capacity)
         self._rng = np.random.default_rng(self.config.seed)
         self._labels_lifetime = 0
+        seed = self.config.seed
+        self.env_runner_group.foreach_env_runner(
+            lambda runner: runner.module.seed_mixing(seed, runner.worker_index),
+            local_env_runner=True,
+        )
 
     def training_step(self) -> None:
         beta = self.config.beta(self.iteration)

@@ -112,10 +112,8 @@ class ActorCriticConfig(RlscaleConfigMixin, RLlibPPOConfig):
             self._value_error(f"gamma must lie in [0, 1], got {self.gamma}")
         if not 0.0 <= self.lambda_ <= 1.0:
             self._value_error(f"lambda_ must lie in [0, 1], got {self.lambda_}")
-        if not self.hidden_sizes or any(int(size) < 1 for size in self.hidden_sizes):
-            self._value_error(
-                f"hidden_sizes must be positive layer widths, got {self.hidden_sizes}"
-            )
+        if not self.hidden_sizes:  # their types are checked by the mixin's validate
+            self._value_error("hidden_sizes must hold at least one layer width, got []")
 
 
 class GAEKeepingValues(GeneralAdvantageEstimation):
