@@ -56,15 +56,17 @@ def shipped_datasets(tmp_path, monkeypatch):
     """The datasets the shipped sweep files name (their comments say how users make them),
     made here as one random episode each, in a temporary Minari root."""
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    named = {}
     for path in TUNE_CONFIGS:
         base = yaml.safe_load(path.read_text())
-        if "dataset" not in base:
-            continue
-        env = make_env(base["env"], {})
+        if "dataset" in base:
+            named[base["dataset"]] = base["env"]
+    for dataset, env_name in named.items():
+        env = make_env(env_name, {})
         try:
             act = scripted_policy("random")(env.observation_space, env.action_space)
             write_dataset(
-                base["dataset"],
+                dataset,
                 iter([run_episode(env, act, 0)]),
                 env.observation_space,
                 env.action_space,

@@ -2,6 +2,7 @@
 
 import gymnasium as gym
 
+from rlscale.algorithms.imitation.bco import BCO, BCOConfig
 from rlscale.algorithms.imitation.dagger import DAgger, DAggerConfig
 from rlscale.algorithms.imitation.demonstrations import attach_demonstrations
 from rlscale.algorithms.imitation.iq_learn import IQLearn, IQLearnConfig
@@ -12,7 +13,7 @@ from rlscale.algorithms.registry import (
     vector_observations_only,
 )
 
-__all__ = ["DAgger", "DAggerConfig", "IQLearn", "IQLearnConfig"]
+__all__ = ["BCO", "BCOConfig", "DAgger", "DAggerConfig", "IQLearn", "IQLearnConfig"]
 
 
 def discrete_or_box_actions(_: gym.Space, action_space: gym.Space) -> str | None:
@@ -52,6 +53,18 @@ register_algorithm(
         config_class=IQLearnConfig,
         space_checks=(vector_observations_only, discrete_actions_for_now),
         inputs=(Input.DATASET,),
+        attach_dataset=attach_demonstrations,
+    )
+)
+
+register_algorithm(
+    AlgorithmEntry(
+        name="bco",
+        family="imitation",
+        summary="BCO: behaviour cloning from observation (an inverse model labels the demos)",
+        config_class=BCOConfig,
+        space_checks=(vector_observations_only, discrete_or_box_actions),
+        inputs=(Input.ENVIRONMENT, Input.DATASET),
         attach_dataset=attach_demonstrations,
     )
 )

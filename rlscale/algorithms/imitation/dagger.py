@@ -42,6 +42,7 @@ from ray.rllib.policy.sample_batch import SampleBatch
 
 from rlscale.algorithms.common.config import RlscaleConfigMixin
 from rlscale.algorithms.common.sampling import sample_env_steps, update_and_sync
+from rlscale.algorithms.imitation.cloning import CloningLearner
 from rlscale.policies import named_policy
 
 EXPERT_ACTIONS = "expert_actions"
@@ -51,7 +52,6 @@ EXPERT_LABELS = "expert_labels"
 EXPERT_LABELS_LIFETIME = "expert_labels_lifetime"
 AGGREGATE_SIZE = "aggregate_size"
 BETA = "beta"
-BC_LOSS = "bc_loss"
 BETA_SCHEDULES = ("linear", "exponential")
 AGGREGATE_STATE = "dagger_aggregate"
 """Checkpoint key of the aggregate data set (a resumed run keeps its labels)."""
@@ -113,7 +113,7 @@ class DAggerConfig(RlscaleConfigMixin, AlgorithmConfig):
         return RLModuleSpec(module_class=DAggerModule)
 
     def get_default_learner_class(self) -> type[TorchLearner]:
-        return DAggerLearner
+        return CloningLearner
 
     def validate(self) -> None:
         super().validate()
@@ -193,19 +193,6 @@ class DAggerModule(DefaultBCTorchRLModule):
             self._expert = named_policy(expert)(self.observation_space, self.action_space)
         rows = observations.detach().cpu().numpy()
         return torch.as_tensor(np.stack([np.asarray(self._expert(row, self._rng)) for row in rows]))
-
-
-class DAggerLearner(TorchLearner):
-    """Behaviour cloning on the aggregate: minus the log-likelihood of the expert's labels."""
-
-    def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
-        module = self.module[module_id]
-        distribution = module.get_train_action_dist_cls().from_logits(
-            fwd_out[Columns.ACTION_DIST_INPUTS]
-        )
-        loss = -distribution.logp(batch[Columns.ACTIONS]).mean()
-        self.metrics.log_value((module_id, BC_LOSS), loss.item(), window=1)
-        return loss
 
 
 class LabelledStates:

@@ -1,0 +1,23 @@
+"""Behaviour cloning's Learner, shared by the imitation algorithms that clone labelled states
+(DAgger on its expert's labels, BCO on the labels its inverse dynamics model infers)."""
+
+from __future__ import annotations
+
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+
+BC_LOSS = "bc_loss"
+
+
+class CloningLearner(TorchLearner):
+    """Minus the log-likelihood of the labelled actions under the policy's distribution
+    (categorical for Discrete actions, diagonal Gaussian for Box)."""
+
+    def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
+        module = self.module[module_id]
+        distribution = module.get_train_action_dist_cls().from_logits(
+            fwd_out[Columns.ACTION_DIST_INPUTS]
+        )
+        loss = -distribution.logp(batch[Columns.ACTIONS]).mean()
+        self.metrics.log_value((module_id, BC_LOSS), loss.item(), window=1)
+        return loss
