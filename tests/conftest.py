@@ -51,3 +51,49 @@ def mean_std_filter_stats(filter_state: dict) -> list:
         for agent_state in filter_state.values()
         for stat in agent_state["running_stats"]
     ]
+
+
+@pytest.fixture
+def minari_root(tmp_path, monkeypatch):
+    """A fresh Minari root for the test's datasets (``MINARI_DATASETS_PATH``)."""
+    folder = tmp_path / "datasets"
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(folder))
+    return folder
+
+
+def write_scripted_dataset(
+    root: Path, name: str, episodes: int, env: str, policy: str, erase_actions: bool = False
+) -> str:
+    """``episodes`` whole episodes (seeds 0, 1, ...) of a scripted policy, rolled out in this
+    process (no Ray) and written with rlscale's Minari writer as the dataset ``name``.
+    ``erase_actions`` records every action as 0: the states of a demonstration alone."""
+    import dataclasses
+
+    import numpy as np
+
+    from rlscale.datasets.collect import run_episode
+    from rlscale.datasets.store import write_dataset
+    from rlscale.envs import make_env
+    from rlscale.policies import scripted_policy
+
+    environment = make_env(env, {})
+    try:
+        act = scripted_policy(policy)(environment.observation_space, environment.action_space)
+        rolled = [run_episode(environment, act, seed) for seed in range(episodes)]
+        if erase_actions:
+            rolled = [
+                dataclasses.replace(episode, actions=np.zeros_like(episode.actions))
+                for episode in rolled
+            ]
+        write_dataset(
+            name,
+            iter(rolled),
+            environment.observation_space,
+            environment.action_space,
+            environment.spec,
+            {"algorithm_name": policy},
+            root=root,
+        )
+    finally:
+        environment.close()
+    return name

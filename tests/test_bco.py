@@ -3,52 +3,21 @@ alone (the dataset's actions are overwritten, so a method that read them would f
 
 from __future__ import annotations
 
-import dataclasses
-
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 import rlscale
-from rlscale.datasets.collect import run_episode
-from rlscale.datasets.store import write_dataset
-from rlscale.envs import make_env
 from rlscale.errors import DatasetError, SpecError
 from rlscale.modules.dynamics.inverse import InverseDynamicsModel
 from rlscale.platform.experiment import prepare
-from rlscale.policies import scripted_policy
+from tests.conftest import write_scripted_dataset
 
 
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-    folder = tmp_path / "datasets"
-    monkeypatch.setenv("MINARI_DATASETS_PATH", str(folder))
-    return folder
-
-
-def _state_only_dataset(root, name, episodes, env="CartPole-v1", policy="cartpole_centered"):
-    """Expert episodes whose recorded actions are all replaced by the first action."""
-    environment = make_env(env, {})
-    try:
-        act = scripted_policy(policy)(environment.observation_space, environment.action_space)
-        rolled = [run_episode(environment, act, seed) for seed in range(episodes)]
-        blind = [
-            dataclasses.replace(episode, actions=np.zeros_like(episode.actions))
-            for episode in rolled
-        ]
-        write_dataset(
-            name,
-            iter(blind),
-            environment.observation_space,
-            environment.action_space,
-            environment.spec,
-            {"algorithm_name": policy},
-            root=root,
-        )
-    finally:
-        environment.close()
-    return name
+def _state_only_dataset(minari_root, name, episodes, env="CartPole-v1", policy="cartpole_centered"):
+    """Expert episodes whose recorded actions are all erased (recorded as 0)."""
+    return write_scripted_dataset(minari_root, name, episodes, env, policy, erase_actions=True)
 
 
 def _random_transitions(env_name: str, steps: int):
@@ -121,16 +90,16 @@ def test_bco_needs_demonstrations(tmp_path):
         prepare(spec)
 
 
-def test_demonstrated_states_of_another_env_are_refused(root, tmp_path):
+def test_demonstrated_states_of_another_env_are_refused(minari_root, tmp_path):
     name = _state_only_dataset(
-        root, "pendulum/swing-v0", 1, env="Pendulum-v1", policy="pendulum_swing_up"
+        minari_root, "pendulum/swing-v0", 1, env="Pendulum-v1", policy="pendulum_swing_up"
     )
     with pytest.raises(DatasetError, match="cannot train on CartPole-v1"):
         prepare(_spec(tmp_path, name))
 
 
-def test_bad_bco_settings_are_refused_before_ray(root, tmp_path):
-    name = _state_only_dataset(root, "cartpole/blind-v0", 1)
+def test_bad_bco_settings_are_refused_before_ray(minari_root, tmp_path):
+    name = _state_only_dataset(minari_root, "cartpole/blind-v0", 1)
     with pytest.raises(DatasetError, match=r"num_demos=2 .*\(1 episodes in"):
         prepare(_spec(tmp_path, name, num_demos=2))
     with pytest.raises(SpecError, match="pre_demonstration_steps must be a positive integer"):
@@ -140,10 +109,12 @@ def test_bad_bco_settings_are_refused_before_ray(root, tmp_path):
 
 
 @pytest.mark.slow
-def test_bco_learns_cartpole_from_one_demonstration_of_states_alone(ray_local, root, tmp_path):
+def test_bco_learns_cartpole_from_one_demonstration_of_states_alone(
+    ray_local, minari_root, tmp_path
+):
     """One `cartpole_centered` episode with its actions erased; 2,000 random steps, then 1,000
     policy steps per iteration; greedy evaluation over 10 episodes after 5 iterations."""
-    name = _state_only_dataset(root, "cartpole/blind-v0", 1)
+    name = _state_only_dataset(minari_root, "cartpole/blind-v0", 1)
     result = rlscale.train(_spec(tmp_path, name))
     evaluated = [metrics for metrics in result.history if metrics.has_return]
     assert evaluated, "no evaluation ran"

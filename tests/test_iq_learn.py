@@ -1,8 +1,8 @@
 """IQ-Learn (offline, discrete): its loss, the demonstration budget, bad input, and the issue's
 check that it learns CartPole-v1 from one subsampled expert episode.
 
-Demonstrations are made here: whole episodes of a scripted expert rolled out with rlscale's
-collection step (``run_episode``) and written with its Minari writer, without Ray.
+Demonstrations are made here: whole episodes of a scripted expert written as a Minari dataset
+without Ray (``write_scripted_dataset``).
 """
 
 from __future__ import annotations
@@ -14,37 +14,14 @@ import torch
 import rlscale
 from rlscale.algorithms.imitation.demonstrations import load_demonstrations
 from rlscale.algorithms.imitation.iq_learn import iq_learn_loss, pearson_correlation
-from rlscale.datasets.collect import run_episode
-from rlscale.datasets.store import resolve_dataset, write_dataset
-from rlscale.envs import make_env
+from rlscale.datasets.store import resolve_dataset
 from rlscale.errors import DatasetError, IncompatibleSpaceError
 from rlscale.platform.experiment import prepare
-from rlscale.policies import scripted_policy
+from tests.conftest import write_scripted_dataset
 
 
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-    folder = tmp_path / "datasets"
-    monkeypatch.setenv("MINARI_DATASETS_PATH", str(folder))
-    return folder
-
-
-def _collect(root, name, episodes, env="CartPole-v1", policy="cartpole_centered"):
-    environment = make_env(env, {})
-    try:
-        act = scripted_policy(policy)(environment.observation_space, environment.action_space)
-        write_dataset(
-            name,
-            iter([run_episode(environment, act, seed) for seed in range(episodes)]),
-            environment.observation_space,
-            environment.action_space,
-            environment.spec,
-            {"algorithm_name": policy},
-            root=root,
-        )
-    finally:
-        environment.close()
-    return name
+def _collect(minari_root, name, episodes, env="CartPole-v1", policy="cartpole_centered"):
+    return write_scripted_dataset(minari_root, name, episodes, env, policy)
 
 
 def _spec(tmp_path, dataset, env="CartPole-v1", **hyperparameters):
@@ -94,8 +71,8 @@ def test_correlation_is_none_for_a_constant_reward():
     assert pearson_correlation(torch.arange(4.0), 2 * torch.arange(4.0) + 1) == pytest.approx(1)
 
 
-def test_the_budget_takes_the_first_episodes_and_whole_subsampled_transitions(root):
-    data_dir = resolve_dataset(_collect(root, "cartpole/centered-v0", episodes=3))
+def test_the_budget_takes_the_first_episodes_and_whole_subsampled_transitions(minari_root):
+    data_dir = resolve_dataset(_collect(minari_root, "cartpole/centered-v0", episodes=3))
     every = load_demonstrations(data_dir, num_demos=None, subsample_every=1, seed=0)
     assert (every.episodes, len(every)) == (3, 1500)
     one = load_demonstrations(data_dir, num_demos=1, subsample_every=4, seed=0)
@@ -111,33 +88,37 @@ def test_the_budget_takes_the_first_episodes_and_whole_subsampled_transitions(ro
         np.testing.assert_array_equal(first_episode[tuple(observation)], next_observation)
 
 
-def test_a_budget_larger_than_the_dataset_is_refused_before_ray(root, tmp_path):
-    name = _collect(root, "cartpole/two-v0", episodes=2)
+def test_a_budget_larger_than_the_dataset_is_refused_before_ray(minari_root, tmp_path):
+    name = _collect(minari_root, "cartpole/two-v0", episodes=2)
     with pytest.raises(DatasetError, match=r"num_demos=3 .* \(2 episodes in .*at most 2"):
         prepare(_spec(tmp_path, name, num_demos=3))
     with pytest.raises(DatasetError, match="subsample_every must be a positive integer"):
         prepare(_spec(tmp_path, name, subsample_every=0))
 
 
-def test_demonstrations_of_another_env_are_refused(root, tmp_path):
-    name = _collect(root, "pendulum/swing-v0", 1, env="Pendulum-v1", policy="pendulum_swing_up")
+def test_demonstrations_of_another_env_are_refused(minari_root, tmp_path):
+    name = _collect(
+        minari_root, "pendulum/swing-v0", 1, env="Pendulum-v1", policy="pendulum_swing_up"
+    )
     with pytest.raises(DatasetError, match="cannot train on CartPole-v1"):
         prepare(_spec(tmp_path, name))
 
 
-def test_box_actions_are_refused_with_what_to_use_instead(root, tmp_path):
-    name = _collect(root, "pendulum/swing-v0", 1, env="Pendulum-v1", policy="pendulum_swing_up")
+def test_box_actions_are_refused_with_what_to_use_instead(minari_root, tmp_path):
+    name = _collect(
+        minari_root, "pendulum/swing-v0", 1, env="Pendulum-v1", policy="pendulum_swing_up"
+    )
     with pytest.raises(IncompatibleSpaceError, match="Discrete actions only .*bc or dagger"):
         prepare(_spec(tmp_path, name, env="Pendulum-v1"))
 
 
 @pytest.mark.slow
 def test_iq_learn_offline_learns_cartpole_from_one_subsampled_demonstration(
-    ray_local, root, tmp_path
+    ray_local, minari_root, tmp_path
 ):
     """The issue's check: >= 475 from 1 expert episode, subsampled (every 4th of its 500
     transitions: 125), 10 greedy evaluation episodes after 5,000 updates."""
-    name = _collect(root, "cartpole/centered-v0", episodes=2)
+    name = _collect(minari_root, "cartpole/centered-v0", episodes=2)
     result = rlscale.train(_spec(tmp_path, name, num_demos=1, subsample_every=4))
     evaluated = [metrics for metrics in result.history if metrics.has_return]
     assert evaluated, "no evaluation ran"

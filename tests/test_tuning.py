@@ -9,17 +9,13 @@ import pytest
 import yaml
 from ray import tune
 
-from rlscale.datasets.collect import run_episode
-from rlscale.datasets.store import write_dataset
-from rlscale.envs import make_env
 from rlscale.errors import RlscaleError, SpecError
 from rlscale.platform.spec import load_spec
 from rlscale.platform.tuning import SweepError, load_sweep
 from rlscale.platform.tuning.run import _resolve_gpus, check_bundles_fit, trial_resources
 from rlscale.platform.tuning.search import param_space, scheduler
 from rlscale.platform.tuning.sweep import METRICS
-from rlscale.policies import scripted_policy
-from tests.conftest import REPO_ROOT, run_cli
+from tests.conftest import REPO_ROOT, run_cli, write_scripted_dataset
 from tests.test_cli import assert_clean_failure
 
 TUNE_CONFIGS = sorted((REPO_ROOT / "tune_configs").glob("*.yaml"))
@@ -52,30 +48,16 @@ def sweep_error(tmp_path: Path, text: str) -> str:
 
 
 @pytest.fixture
-def shipped_datasets(tmp_path, monkeypatch):
+def shipped_datasets(minari_root):
     """The datasets the shipped sweep files name (their comments say how users make them),
     made here as one random episode each, in a temporary Minari root."""
-    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
     named = {}
     for path in TUNE_CONFIGS:
         base = yaml.safe_load(path.read_text())
         if "dataset" in base:
             named[base["dataset"]] = base["env"]
-    for dataset, env_name in named.items():
-        env = make_env(env_name, {})
-        try:
-            act = scripted_policy("random")(env.observation_space, env.action_space)
-            write_dataset(
-                dataset,
-                iter([run_episode(env, act, 0)]),
-                env.observation_space,
-                env.action_space,
-                env.spec,
-                {"algorithm_name": "random"},
-                root=tmp_path / "datasets",
-            )
-        finally:
-            env.close()
+    for dataset, env in named.items():
+        write_scripted_dataset(minari_root, dataset, 1, env, "random")
 
 
 @pytest.mark.usefixtures("shipped_datasets")

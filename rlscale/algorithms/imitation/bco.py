@@ -36,10 +36,13 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.policy.sample_batch import SampleBatch
 
 from rlscale.algorithms.common.config import RlscaleConfigMixin, hidden_sizes_problem
-from rlscale.algorithms.common.offline import dataset_dir_problem
 from rlscale.algorithms.common.sampling import sample_env_steps, update_and_sync
 from rlscale.algorithms.imitation.cloning import CloningLearner
-from rlscale.algorithms.imitation.demonstrations import budget_problem, load_demonstrations
+from rlscale.algorithms.imitation.demonstrations import (
+    demonstrations_of,
+    required,
+    settings_problem,
+)
 from rlscale.envs import make_env
 from rlscale.envs.rllib import env_name_of
 from rlscale.modules.dynamics.inverse import InverseDynamicsModel
@@ -105,13 +108,12 @@ class BCOConfig(RlscaleConfigMixin, AlgorithmConfig):
 
     def validate(self) -> None:
         super().validate()
-        problem = (
-            budget_problem(self.num_demos, self.subsample_every)
-            or dataset_dir_problem(self.dataset_dir)
-            or hidden_sizes_problem(self.inverse_model_hidden_sizes)
-        )
+        problem = settings_problem(self)
         if problem:
-            self._value_error(problem.replace("hidden_sizes", "inverse_model_hidden_sizes", 1))
+            self._value_error(problem)
+        problem = hidden_sizes_problem(self.inverse_model_hidden_sizes)
+        if problem:
+            self._value_error(f"inverse_model_{problem}")
         for key in (
             "pre_demonstration_steps",
             "post_demonstration_steps",
@@ -160,14 +162,7 @@ class BCO(Algorithm):
         super().setup(config)
         self._rng = np.random.default_rng(self.config.seed)
         self.transitions = AgentTransitions()
-        self.demonstrations = None
-        if self.config.dataset_dir:  # none when restored to act in the env (evaluate)
-            self.demonstrations = load_demonstrations(
-                self.config.dataset_dir,
-                self.config.num_demos,
-                self.config.subsample_every,
-                self.config.seed,
-            )
+        self.demonstrations = demonstrations_of(self.config)
         env = make_env(env_name_of(self.config.env), dict(self.config.env_config or {}))
         observation_dim = int(np.prod(env.observation_space.shape))
         action_space = env.action_space
@@ -181,11 +176,7 @@ class BCO(Algorithm):
         )
 
     def training_step(self) -> None:
-        if self.demonstrations is None:
-            raise ValueError(
-                "bco imitates demonstrated states: give a Minari dataset with --dataset "
-                "(`dataset:` in the spec)"
-            )
+        demonstrations = required(self.demonstrations, "bco")
         first = len(self.transitions) == 0
         steps = (
             self.config.pre_demonstration_steps if first else self.config.post_demonstration_steps
@@ -194,7 +185,7 @@ class BCO(Algorithm):
         self._fit_inverse_model()
         self._clone(self._inferred_actions())
         self.metrics.log_value(AGENT_TRANSITIONS, len(self.transitions), window=1)
-        self.metrics.log_value(DEMONSTRATION_TRANSITIONS, len(self.demonstrations), window=1)
+        self.metrics.log_value(DEMONSTRATION_TRANSITIONS, len(demonstrations), window=1)
 
     def _fit_inverse_model(self) -> None:
         states, actions, next_states = self.transitions.arrays()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rlscale.algorithms.common.offline import attach_in_memory_dataset
+from rlscale.algorithms.common.offline import attach_in_memory_dataset, dataset_dir_problem
 from rlscale.datasets.store import open_dataset
 from rlscale.errors import DatasetError
 
@@ -56,6 +56,33 @@ def budget_problem(num_demos: int | None, subsample_every: int) -> str | None:
 
 def _positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def settings_problem(config: AlgorithmConfig) -> str | None:
+    """Why a config's demonstration settings (budget, ``dataset_dir``) are malformed, or None."""
+    return budget_problem(config.num_demos, config.subsample_every) or dataset_dir_problem(
+        config.dataset_dir
+    )
+
+
+def demonstrations_of(config: AlgorithmConfig) -> Demonstrations | None:
+    """The config's demonstrations within its budget; None when it has no dataset (a checkpoint
+    restored to act in the env, where they are not needed)."""
+    if not config.dataset_dir:
+        return None
+    return load_demonstrations(
+        config.dataset_dir, config.num_demos, config.subsample_every, config.seed
+    )
+
+
+def required(demonstrations: Demonstrations | None, algorithm: str) -> Demonstrations:
+    """``demonstrations``, or a clear error for a training step that has none."""
+    if demonstrations is None:
+        raise ValueError(
+            f"{algorithm} learns from demonstrations: give a Minari dataset with --dataset "
+            "(`dataset:` in the spec)"
+        )
+    return demonstrations
 
 
 def check_budget_fits(num_demos: int | None, data_dir: str | Path) -> None:

@@ -43,9 +43,13 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.policy.sample_batch import SampleBatch
 
 from rlscale.algorithms.common.config import RlscaleConfigMixin
-from rlscale.algorithms.common.offline import dataset_dir_problem, log_trained_transitions
+from rlscale.algorithms.common.offline import log_trained_transitions
 from rlscale.algorithms.common.sampling import update_and_sync
-from rlscale.algorithms.imitation.demonstrations import budget_problem, load_demonstrations
+from rlscale.algorithms.imitation.demonstrations import (
+    demonstrations_of,
+    required,
+    settings_problem,
+)
 from rlscale.modules.rl_modules.soft_q import (
     NEXT_Q_VALUES,
     Q_VALUES,
@@ -108,9 +112,7 @@ class IQLearnConfig(RlscaleConfigMixin, AlgorithmConfig):
 
     def validate(self) -> None:
         super().validate()
-        problem = budget_problem(self.num_demos, self.subsample_every) or dataset_dir_problem(
-            self.dataset_dir
-        )
+        problem = settings_problem(self)
         if problem:
             self._value_error(problem)
         for key in ("temperature", "chi2_alpha"):
@@ -185,23 +187,10 @@ class IQLearn(Algorithm):
     def setup(self, config) -> None:
         super().setup(config)
         self._rng = np.random.default_rng(self.config.seed)
-        # A checkpoint restored to act in the env (``rlscale evaluate``) has no dataset.
-        self.demonstrations = None
-        if self.config.dataset_dir:
-            self.demonstrations = load_demonstrations(
-                self.config.dataset_dir,
-                self.config.num_demos,
-                self.config.subsample_every,
-                self.config.seed,
-            )
+        self.demonstrations = demonstrations_of(self.config)
 
     def training_step(self) -> None:
-        demonstrations = self.demonstrations
-        if demonstrations is None:
-            raise ValueError(
-                "iq_learn trains on demonstrations: give a Minari dataset with --dataset "
-                "(`dataset:` in the spec)"
-            )
+        demonstrations = required(self.demonstrations, "iq_learn")
         batch_size = self.config.minibatch_size
         rows = self._rng.integers(
             len(demonstrations), size=self.config.updates_per_iteration * batch_size
