@@ -91,6 +91,10 @@ class BCOConfig(RlscaleConfigMixin, AlgorithmConfig):
         # Rollouts run in the driver unless the user asks for EnvRunner actors; episodes run
         # on across iterations.
         self.num_env_runners = 0
+        # Actions in the env's own units, as the first iteration's random ones are recorded:
+        # the inverse model learns from both and labels in those units.
+        self.normalize_actions = False
+        self.clip_actions = True
 
     @property
     def _model_config_auto_includes(self) -> dict[str, Any]:
