@@ -125,8 +125,7 @@ def load_demonstrations(
             continue
         kept = np.arange(rng.integers(min(subsample_every, steps)), steps, subsample_every)
         observations = np.asarray(episode.observations, dtype=np.float32).reshape(steps + 1, -1)
-        terminated = np.zeros(steps, dtype=bool)
-        terminated[-1] = bool(np.asarray(episode.terminations)[-1])
+        terminated = np.asarray(episode.terminations, dtype=bool)
         parts.append(
             {
                 "observations": observations[kept],
