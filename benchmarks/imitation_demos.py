@@ -1,0 +1,136 @@
+"""Return against the number of demonstrations: iq_learn, bco and bc on the same expert episodes.
+
+    nice -n 19 .venv/bin/python benchmarks/imitation_demos.py [--demos 1 4 16] [--seeds 0 1 2]
+        [--json benchmarks/results/imitation_demos_cartpole.json]
+
+For each demonstration count N, N episodes of the scripted ``cartpole_centered`` expert
+(episode seeds 0..N-1) are written as a Minari dataset (in a temporary Minari root), and each
+algorithm trains on it with rlscale's defaults, one run per seed, in this process's embedded
+Ray (bound to 127.0.0.1), one run at a time:
+
+- ``iq_learn``: 10 iterations of 500 updates (5,000), the demonstrations whole
+  (``subsample_every`` 1);
+- ``bc``: 50 iterations of 100 updates (5,000), RLlib's BC on the same dataset;
+- ``bco``: 5 iterations (2,000 random env steps, then 4 x 1,000 policy steps), the
+  demonstrations' states only.
+
+The score is the greedy evaluation at the end of training (10 episodes, the offline runs'
+periodic evaluation). Prints a Markdown table (mean and per-seed returns per algorithm and N)
+and, with ``--json``, writes every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import rlscale
+from rlscale.datasets.collect import run_episode
+from rlscale.datasets.store import write_dataset
+from rlscale.envs import make_env
+from rlscale.policies import scripted_policy
+
+ENV = "CartPole-v1"
+EXPERT = "cartpole_centered"
+ITERATIONS = {"iq_learn": 10, "bc": 50, "bco": 5}
+
+
+def write_demonstrations(count: int, root: Path) -> str:
+    name = f"cartpole/centered{count}-v0"
+    env = make_env(ENV, {})
+    try:
+        act = scripted_policy(EXPERT)(env.observation_space, env.action_space)
+        episodes = [run_episode(env, act, seed) for seed in range(count)]
+        write_dataset(
+            name,
+            iter(episodes),
+            env.observation_space,
+            env.action_space,
+            env.spec,
+            {"algorithm_name": EXPERT},
+            root=root,
+        )
+    finally:
+        env.close()
+    return name
+
+
+def train_once(algorithm: str, dataset: str, seed: int, output: Path) -> dict:
+    spec = rlscale.ExperimentSpec(
+        algorithm=algorithm,
+        env=ENV,
+        dataset=dataset,
+        stop={"iterations": ITERATIONS[algorithm]},
+        seed=seed,
+        output=output,
+        checkpoint={"every": 0},
+    )
+    started = time.perf_counter()
+    result = rlscale.train(spec)
+    evaluated = [metrics.return_mean for metrics in result.history if metrics.has_return]
+    return {
+        "return": evaluated[-1] if evaluated else None,
+        "wall_s": time.perf_counter() - started,
+    }
+
+
+def print_table(rows: list[dict], demos: list[int]) -> None:
+    print(f"\n{ENV}, {EXPERT} demonstrations, greedy return at the end of training")
+    print("| algorithm | " + " | ".join(f"{n} demos" for n in demos) + " |")
+    print("| --- |" + " --- |" * len(demos))
+    for algorithm in ITERATIONS:
+        cells = []
+        for count in demos:
+            returns = [
+                row["return"]
+                for row in rows
+                if row["algorithm"] == algorithm and row["demos"] == count
+            ]
+            done = [value for value in returns if value is not None]
+            per_seed = ", ".join("n/a" if v is None else f"{v:.1f}" for v in returns)
+            mean = f"{statistics.mean(done):.1f}" if done else "n/a"
+            cells.append(f"{mean} ({per_seed})")
+        print(f"| {algorithm} | " + " | ".join(cells) + " |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--demos", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="imitation_demos_"))
+    os.environ["MINARI_DATASETS_PATH"] = str(work / "datasets")
+    rows = []
+    for count in args.demos:
+        dataset = write_demonstrations(count, work / "datasets")
+        for algorithm in ITERATIONS:
+            for seed in args.seeds:
+                run = train_once(algorithm, dataset, seed, work / "runs")
+                rows.append({"algorithm": algorithm, "demos": count, "seed": seed, **run})
+                print(f"{algorithm} demos={count} seed={seed}: {run}", file=sys.stderr)
+    print_table(rows, args.demos)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        report = {
+            "benchmark": "imitation_demos",
+            "env": ENV,
+            "expert": EXPERT,
+            "iterations": ITERATIONS,
+            "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
+            "rows": rows,
+        }
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
