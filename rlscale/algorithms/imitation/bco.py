@@ -31,14 +31,14 @@ from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.algorithms.bc.torch.default_bc_torch_rl_module import DefaultBCTorchRLModule
 from ray.rllib.core.columns import Columns
-from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.policy.sample_batch import SampleBatch
 
 from rlscale.algorithms.common.config import RlscaleConfigMixin, hidden_sizes_problem
 from rlscale.algorithms.common.sampling import sample_env_steps, update_and_sync
-from rlscale.algorithms.imitation.cloning import CloningLearner
+from rlscale.algorithms.imitation.cloning import ClonesLabelledStates
 from rlscale.algorithms.imitation.demonstrations import (
+    DEMONSTRATION_TRANSITIONS,
     demonstrations_of,
     required,
     settings_problem,
@@ -50,10 +50,9 @@ from rlscale.modules.dynamics.inverse import InverseDynamicsModel
 AGENT_TRANSITIONS = "agent_transitions"
 INVERSE_MODEL_LOSS = "inverse_model_loss"
 INVERSE_MODEL_HOLDOUT = "inverse_model_holdout"
-DEMONSTRATION_TRANSITIONS = "demonstration_transitions"
 
 
-class BCOConfig(RlscaleConfigMixin, AlgorithmConfig):
+class BCOConfig(RlscaleConfigMixin, ClonesLabelledStates, AlgorithmConfig):
     """BCO's defaults: 2,000 random steps first, then 1,000 policy steps per iteration."""
 
     RLSCALE_KEYS: ClassVar[tuple[str, ...]] = (
@@ -96,19 +95,8 @@ class BCOConfig(RlscaleConfigMixin, AlgorithmConfig):
         self.normalize_actions = False
         self.clip_actions = True
 
-    @property
-    def _model_config_auto_includes(self) -> dict[str, Any]:
-        # RLlib's BC module reads its width under RLlib's names.
-        return super()._model_config_auto_includes | {
-            "fcnet_hiddens": list(self.hidden_sizes),
-            "fcnet_activation": self.activation,
-        }
-
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         return RLModuleSpec(module_class=DefaultBCTorchRLModule)
-
-    def get_default_learner_class(self) -> type[TorchLearner]:
-        return CloningLearner
 
     def validate(self) -> None:
         super().validate()

@@ -1,7 +1,10 @@
-"""Behaviour cloning's Learner, shared by the imitation algorithms that clone labelled states
-(DAgger on its expert's labels, BCO on the labels its inverse dynamics model infers)."""
+"""Behaviour cloning on RLlib's BC network, shared by the imitation algorithms that clone
+labelled states (DAgger on its expert's labels, BCO on the labels its inverse dynamics model
+infers): the Learner's loss and the config methods that wire the network and Learner in."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
@@ -21,3 +24,19 @@ class CloningLearner(TorchLearner):
         loss = -distribution.logp(batch[Columns.ACTIONS]).mean()
         self.metrics.log_value((module_id, BC_LOSS), loss.item(), window=1)
         return loss
+
+
+class ClonesLabelledStates:
+    """Config mixin (after ``RlscaleConfigMixin``, before ``AlgorithmConfig``): RLlib's BC
+    network sized by ``hidden_sizes`` / ``activation``, trained by ``CloningLearner``."""
+
+    @property
+    def _model_config_auto_includes(self) -> dict[str, Any]:
+        # RLlib's BC module reads its width under RLlib's names.
+        return super()._model_config_auto_includes | {
+            "fcnet_hiddens": list(self.hidden_sizes),
+            "fcnet_activation": self.activation,
+        }
+
+    def get_default_learner_class(self) -> type[TorchLearner]:
+        return CloningLearner

@@ -36,13 +36,12 @@ from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.algorithms.bc.torch.default_bc_torch_rl_module import DefaultBCTorchRLModule
 from ray.rllib.core.columns import Columns
-from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.policy.sample_batch import SampleBatch
 
 from rlscale.algorithms.common.config import RlscaleConfigMixin
 from rlscale.algorithms.common.sampling import sample_env_steps, update_and_sync
-from rlscale.algorithms.imitation.cloning import CloningLearner
+from rlscale.algorithms.imitation.cloning import ClonesLabelledStates
 from rlscale.policies import named_policy
 
 EXPERT_ACTIONS = "expert_actions"
@@ -57,7 +56,7 @@ AGGREGATE_STATE = "dagger_aggregate"
 """Checkpoint key of the aggregate data set (a resumed run keeps its labels)."""
 
 
-class DAggerConfig(RlscaleConfigMixin, AlgorithmConfig):
+class DAggerConfig(RlscaleConfigMixin, ClonesLabelledStates, AlgorithmConfig):
     """DAgger's defaults: one linear beta decay over 10 rounds, 1,000 BC minibatches a round."""
 
     RLSCALE_KEYS: ClassVar[tuple[str, ...]] = (
@@ -101,19 +100,13 @@ class DAggerConfig(RlscaleConfigMixin, AlgorithmConfig):
 
     @property
     def _model_config_auto_includes(self) -> dict[str, Any]:
-        # RLlib's BC module reads its width under RLlib's names.
         return super()._model_config_auto_includes | {
-            "fcnet_hiddens": list(self.hidden_sizes),
-            "fcnet_activation": self.activation,
             "expert": self.expert,
             "mixing_seed": self.seed,
         }
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         return RLModuleSpec(module_class=DAggerModule)
-
-    def get_default_learner_class(self) -> type[TorchLearner]:
-        return CloningLearner
 
     def validate(self) -> None:
         super().validate()

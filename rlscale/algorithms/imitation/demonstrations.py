@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
 
+DEMONSTRATION_TRANSITIONS = "demonstration_transitions"
+"""Metric: the transitions of the demonstrations within the budget."""
+
+
 @dataclass(frozen=True)
 class Demonstrations:
     """Transitions ``[N, ...]``: flat float32 observations and next observations, the actions as

@@ -46,6 +46,7 @@ from rlscale.algorithms.common.config import RlscaleConfigMixin
 from rlscale.algorithms.common.offline import log_trained_transitions
 from rlscale.algorithms.common.sampling import update_and_sync
 from rlscale.algorithms.imitation.demonstrations import (
+    DEMONSTRATION_TRANSITIONS,
     demonstrations_of,
     required,
     settings_problem,
@@ -60,7 +61,6 @@ from rlscale.modules.rl_modules.soft_q import (
 IQ_LOSS = "iq_loss"
 RECOVERED_REWARD_MEAN = "recovered_reward_mean"
 RECOVERED_REWARD_CORRELATION = "recovered_reward_correlation"
-DEMONSTRATION_TRANSITIONS = "demonstration_transitions"
 
 
 class IQLearnConfig(RlscaleConfigMixin, AlgorithmConfig):
