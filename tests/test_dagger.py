@@ -1,5 +1,6 @@
 """DAgger: the beta schedules, the expert in the exploration pass, the aggregate, bad input, a
-run that keeps its aggregate across a restore, and (slow) DAgger against behaviour cloning."""
+run that keeps its aggregate across a restore and writes it as a Minari dataset, and (slow)
+DAgger against behaviour cloning."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from ray.rllib.core.columns import Columns
+from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 
 import rlscale
 from rlscale.algorithms import get_algorithm
@@ -19,6 +21,7 @@ from rlscale.algorithms.imitation.dagger import (
     DAggerConfig,
     LabelledStates,
 )
+from rlscale.datasets.store import open_dataset
 from rlscale.errors import SpecError
 from rlscale.platform.experiment import prepare
 from rlscale.policies import cartpole_balance
@@ -58,6 +61,7 @@ def test_beta_schedules():
         ({"updates_per_iteration": 1.5}, "updates_per_iteration must be a positive integer"),
         ({"beta_base": 1.5}, r"beta_base must lie in \[0, 1\]"),
         ({"aggregate_capacity": 0}, "aggregate_capacity must be a positive integer or None"),
+        ({"aggregate_dataset": "no version"}, "aggregate_dataset: 'no version' is not a Minari"),
     ],
 )
 def test_bad_settings_are_refused_before_ray_starts(training, message):
@@ -69,6 +73,18 @@ def test_bad_settings_are_refused_before_ray_starts(training, message):
         hyperparameters=training,
     )
     with pytest.raises(Exception, match=message):
+        prepare(spec)
+
+
+def test_a_taken_aggregate_dataset_name_is_refused_before_ray_starts(minari_root):
+    (minari_root / "dagger" / "taken-v0").mkdir(parents=True)
+    spec = rlscale.ExperimentSpec(
+        algorithm="dagger",
+        env="CartPole-v1",
+        expert="cartpole_balance",
+        hyperparameters={"aggregate_dataset": "dagger/taken-v0"},
+    )
+    with pytest.raises(SpecError, match="a dataset dagger/taken-v0 already exists"):
         prepare(spec)
 
 
@@ -136,6 +152,45 @@ def test_the_aggregate_grows_and_drops_its_oldest_rows_at_capacity():
     assert len(unbounded) == 12
 
 
+def _labelled_chunk(observations, labels, rewards, terminated=False, truncated=False):
+    return SingleAgentEpisode(
+        observations=[np.array([o], dtype=np.float32) for o in observations],
+        actions=[0] * len(labels),
+        rewards=rewards,
+        extra_model_outputs={EXPERT_ACTIONS: labels},
+        terminated=terminated,
+        truncated=truncated,
+        len_lookback_buffer=0,
+    )
+
+
+def test_the_aggregate_keeps_episodes_whole_across_rounds():
+    """Chunks of one episode from two rounds make one episode; an episode the run stopped in
+    the middle of ends truncated; the actions written are the expert's labels."""
+    store = LabelledStates(capacity=None)
+    first = _labelled_chunk([0.0, 1.0, 2.0], [1, 0], [1.0, 1.0])
+    other = _labelled_chunk([10.0, 11.0], [1], [0.5], terminated=True)
+    assert store.add_episodes([first, other]) == 3
+    rest = first.cut()
+    for observation, label in ((3.0, 1), (4.0, 1)):
+        rest.add_env_step(
+            np.array([observation], dtype=np.float32),
+            0,
+            1.0,
+            extra_model_outputs={EXPERT_ACTIONS: label},
+        )
+    assert store.add_episodes([rest]) == 2
+    episodes = list(store.episodes())
+    assert [len(e) for e in episodes] == [4, 1]
+    np.testing.assert_array_equal(episodes[0].observations[:, 0], [0.0, 1.0, 2.0, 3.0, 4.0])
+    np.testing.assert_array_equal(episodes[0].actions, [1, 0, 1, 1])
+    np.testing.assert_array_equal(episodes[0].terminations, [False] * 4)
+    np.testing.assert_array_equal(episodes[0].truncations, [False, False, False, True])
+    np.testing.assert_array_equal(episodes[1].terminations, [True])
+    np.testing.assert_array_equal(episodes[1].truncations, [False])
+    assert store.episodes_seen == 2
+
+
 def test_a_run_reports_labels_every_iteration_and_a_restore_keeps_the_aggregate(
     ray_local, tmp_path
 ):
@@ -165,6 +220,35 @@ def test_a_run_reports_labels_every_iteration_and_a_restore_keeps_the_aggregate(
         assert restored.train()[BETA] == pytest.approx(0.8)
     finally:
         restored.stop()
+
+
+def test_the_aggregate_is_written_as_a_minari_dataset_when_the_run_stops(ray_local, minari_root):
+    spec = rlscale.ExperimentSpec(
+        algorithm="dagger",
+        env="CartPole-v1",
+        expert="cartpole_balance",
+        seed=0,
+        hyperparameters={
+            "train_batch_size_per_learner": 150,
+            "updates_per_iteration": 5,
+            "aggregate_dataset": "dagger/aggregate-v0",
+        },
+    )
+    algorithm = prepare(spec).config.build_algo()
+    try:
+        for _ in range(2):
+            algorithm.train()
+        states = algorithm.aggregate.observations.copy()
+        labels = algorithm.aggregate.actions.copy()
+    finally:
+        algorithm.stop()
+    dataset = open_dataset("dagger/aggregate-v0")
+    assert dataset.total_steps == len(states)
+    assert dataset.env_spec.id == "CartPole-v1"
+    episodes = list(dataset.iterate_episodes())
+    np.testing.assert_array_equal(np.concatenate([e.actions for e in episodes]), labels)
+    np.testing.assert_allclose(np.concatenate([e.observations[:-1] for e in episodes]), states)
+    assert all(e.terminations[-1] or e.truncations[-1] for e in episodes)
 
 
 def _scripted_returns(policy_name: str, episodes: int, seed: int) -> list[float]:

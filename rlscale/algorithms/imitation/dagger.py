@@ -28,8 +28,11 @@ evaluation (``rlscale evaluate``) is the learner's policy alone.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
+import gymnasium as gym
 import numpy as np
 import torch
 from ray.rllib.algorithms.algorithm import Algorithm
@@ -42,6 +45,17 @@ from ray.rllib.policy.sample_batch import SampleBatch
 from rlscale.algorithms.common.config import RlscaleConfigMixin
 from rlscale.algorithms.common.sampling import sample_env_steps, update_and_sync
 from rlscale.algorithms.imitation.cloning import ClonesLabelledStates
+from rlscale.datasets.store import (
+    RLSCALE_KEY,
+    DatasetWrite,
+    EpisodeArrays,
+    check_dataset_id,
+    datasets_root,
+    write_dataset,
+)
+from rlscale.envs import make_env
+from rlscale.envs.rllib import env_name_of
+from rlscale.errors import DatasetError
 from rlscale.policies import named_policy
 
 EXPERT_ACTIONS = "expert_actions"
@@ -66,6 +80,7 @@ class DAggerConfig(RlscaleConfigMixin, ClonesLabelledStates, AlgorithmConfig):
         "beta_base",
         "updates_per_iteration",
         "aggregate_capacity",
+        "aggregate_dataset",
     )
 
     def __init__(self, algo_class=None):
@@ -81,6 +96,9 @@ class DAggerConfig(RlscaleConfigMixin, ClonesLabelledStates, AlgorithmConfig):
         self.updates_per_iteration = 1_000
         self.aggregate_capacity: int | None = None
         """At most this many labelled states (the oldest dropped first); None keeps all."""
+        self.aggregate_dataset: str | None = None
+        """A Minari dataset id (``NAMESPACE/NAME-vN``): when the run stops, the aggregate is
+        written there, under ``MINARI_DATASETS_PATH`` (:meth:`DAgger.write_aggregate`)."""
         self.train_batch_size_per_learner = 1_000
         """Env steps rolled out (and labelled) per round."""
         self.minibatch_size = 256
@@ -126,10 +144,26 @@ class DAggerConfig(RlscaleConfigMixin, ClonesLabelledStates, AlgorithmConfig):
                 self._value_error(f"{key} must be a positive integer, got {value!r}")
         if not 0 <= self.beta_base <= 1:
             self._value_error(f"beta_base must lie in [0, 1], got {self.beta_base!r}")
+        self._check_aggregate_dataset()
         capacity = self.aggregate_capacity
         if capacity is not None and (not isinstance(capacity, int) or capacity < 1):
             self._value_error(
                 f"aggregate_capacity must be a positive integer or None, got {capacity!r}"
+            )
+
+    def _check_aggregate_dataset(self) -> None:
+        """Refuse a bad or taken dataset id now rather than when the run has finished."""
+        name = self.aggregate_dataset
+        if name is None:
+            return
+        try:
+            check_dataset_id(str(name))
+        except DatasetError as error:
+            self._value_error(f"aggregate_dataset: {error}")
+        if (datasets_root() / str(name)).exists():
+            self._value_error(
+                f"aggregate_dataset: a dataset {name} already exists under {datasets_root()}; "
+                "choose another name or version (…-v1), or delete the old one first"
             )
 
     def beta(self, iteration: int) -> float:
@@ -188,42 +222,126 @@ class DAggerModule(DefaultBCTorchRLModule):
         return torch.as_tensor(np.stack([np.asarray(self._expert(row, self._rng)) for row in rows]))
 
 
+AGGREGATE_COLUMNS = (
+    "observations",
+    "actions",
+    "next_observations",
+    "rewards",
+    "terminated",
+    "truncated",
+    "episodes",
+)
+"""Per labelled state: the state, the expert's label, what followed the action actually taken
+(next state, reward, termination, truncation), and the number of the episode it belongs to."""
+
+
 class LabelledStates:
-    """The aggregate data set: visited states and the expert's action in each, grown in place."""
+    """The aggregate data set: visited states and the expert's action in each, grown in place.
+
+    Each row also keeps what followed it in the env and its episode's number, so that the
+    aggregate can be written out as whole episodes (:meth:`episodes`).
+    """
 
     def __init__(self, capacity: int | None) -> None:
         self.capacity = capacity
-        self.observations: np.ndarray | None = None
-        self.actions: np.ndarray | None = None
+        self.columns: dict[str, np.ndarray] = {}
+        self.episodes_seen = 0
+        """Episodes numbered so far; the next new episode gets this number."""
+        self._open_episodes: dict[str, int] = {}
+        """RLlib episode id -> number, for episodes that may go on in the next round's sample."""
 
     def __len__(self) -> int:
-        return 0 if self.observations is None else len(self.observations)
+        return len(self.columns.get("observations", ()))
 
-    def add(self, observations: np.ndarray, actions: np.ndarray) -> None:
+    @property
+    def observations(self) -> np.ndarray | None:
+        return self.columns.get("observations")
+
+    @property
+    def actions(self) -> np.ndarray | None:
+        return self.columns.get("actions")
+
+    def add(self, observations: np.ndarray, actions: np.ndarray, **following: np.ndarray) -> None:
+        """Append rows: states and their labels, with the :data:`AGGREGATE_COLUMNS` that follow
+        them when known (rows added without them cannot be written out as episodes)."""
         if len(observations) == 0:
             return
-        if self.observations is None:
-            self.observations, self.actions = observations.copy(), actions.copy()
-        else:
-            self.observations = np.concatenate([self.observations, observations])
-            self.actions = np.concatenate([self.actions, actions])
+        rows = {"observations": observations, "actions": actions, **following}
+        if self.columns and set(rows) != set(self.columns):
+            raise ValueError(f"rows with columns {sorted(rows)} join {sorted(self.columns)}")
+        for name, values in rows.items():
+            old = self.columns.get(name)
+            self.columns[name] = values.copy() if old is None else np.concatenate([old, values])
         if self.capacity is not None and len(self) > self.capacity:
-            self.observations = self.observations[-self.capacity :]
-            self.actions = self.actions[-self.capacity :]
+            self.columns = {k: v[-self.capacity :] for k, v in self.columns.items()}
+
+    def add_episodes(self, episodes) -> int:
+        """Append every step of RLlib episode chunks, each labelled by the expert; returns the
+        number of labelled states. Chunks of one episode sampled in successive rounds keep one
+        episode number."""
+        chunks = [episode for episode in episodes if len(episode)]
+        if not chunks:
+            return 0
+        numbers = [self._episode_number(chunk.id_) for chunk in chunks]
+        self._open_episodes = {
+            chunk.id_: number
+            for chunk, number in zip(chunks, numbers, strict=True)
+            if not chunk.is_done
+        }
+        columns = [
+            _chunk_columns(chunk, number) for chunk, number in zip(chunks, numbers, strict=True)
+        ]
+        self.add(**{name: np.concatenate([c[name] for c in columns]) for name in columns[0]})
+        return sum(len(chunk) for chunk in chunks)
+
+    def _episode_number(self, episode_id: str) -> int:
+        number = self._open_episodes.get(episode_id)
+        if number is None:
+            number, self.episodes_seen = self.episodes_seen, self.episodes_seen + 1
+        return number
+
+    def episodes(self) -> Iterator[EpisodeArrays]:
+        """The aggregate as whole episodes, in the order they began: the visited states, the
+        expert's labels as the actions, and the rewards and ends of the actions taken. An
+        episode still running when the run stopped ends truncated; one whose first rows fell
+        out at capacity starts at its oldest kept state."""
+        if "episodes" not in self.columns:
+            raise ValueError("this aggregate holds no episode structure to write out")
+        numbers = self.columns["episodes"]
+        order = np.argsort(numbers, kind="stable")
+        starts = np.flatnonzero(np.diff(numbers[order], prepend=-1))
+        for rows in np.split(order, starts[1:]):
+            yield self._episode(rows)
+
+    def _episode(self, rows: np.ndarray) -> EpisodeArrays:
+        column = {name: values[rows] for name, values in self.columns.items()}
+        truncations = column["truncated"].copy()
+        truncations[-1] |= not column["terminated"][-1]
+        return EpisodeArrays(
+            observations=np.concatenate([column["observations"], column["next_observations"][-1:]]),
+            actions=column["actions"],
+            rewards=column["rewards"],
+            terminations=column["terminated"],
+            truncations=truncations,
+        )
 
 
-def labelled_states(episodes) -> tuple[np.ndarray, np.ndarray]:
-    """Every step's observation and the expert's label of it, ``[N, ...]`` each."""
-    observations, labels = [], []
-    for episode in episodes:
-        steps = len(episode)
-        if steps == 0:
-            continue
-        observations.append(np.asarray(episode.get_observations(slice(0, steps))))
-        labels.append(np.asarray(episode.get_extra_model_outputs(EXPERT_ACTIONS)))
-    if not observations:
-        return np.zeros((0,)), np.zeros((0,))
-    return np.concatenate(observations), np.concatenate(labels)
+def _chunk_columns(chunk, number: int) -> dict[str, np.ndarray]:
+    """One episode chunk's rows, in the :data:`AGGREGATE_COLUMNS`."""
+    steps = len(chunk)
+    observations = np.asarray(chunk.get_observations(slice(0, steps + 1)))
+    ended = np.zeros(steps, dtype=bool)
+    terminated, truncated = ended.copy(), ended.copy()
+    terminated[-1], truncated[-1] = chunk.is_terminated, chunk.is_truncated
+    return {
+        "observations": observations[:-1],
+        "actions": np.asarray(chunk.get_extra_model_outputs(EXPERT_ACTIONS)),
+        "next_observations": observations[1:],
+        "rewards": np.asarray(chunk.get_rewards(), dtype=np.float64),
+        "terminated": terminated,
+        "truncated": truncated,
+        "episodes": np.full(steps, number, dtype=np.int64),
+    }
 
 
 class DAgger(Algorithm):
@@ -256,10 +374,9 @@ class DAgger(Algorithm):
 
     def _aggregate_labels(self) -> None:
         episodes = sample_env_steps(self, self.config.total_train_batch_size)
-        observations, labels = labelled_states(episodes)
-        self.aggregate.add(observations, labels)
-        self._labels_lifetime += len(observations)
-        self.metrics.log_value(EXPERT_LABELS, len(observations), window=1)
+        labels = self.aggregate.add_episodes(episodes)
+        self._labels_lifetime += labels
+        self.metrics.log_value(EXPERT_LABELS, labels, window=1)
         self.metrics.log_value(EXPERT_LABELS_LIFETIME, self._labels_lifetime, window=1)
 
     def _clone_expert(self) -> None:
@@ -279,8 +396,8 @@ class DAgger(Algorithm):
         state = super().get_state(components, not_components=not_components, **kwargs)
         if self._check_component(AGGREGATE_STATE, components, not_components):
             state[AGGREGATE_STATE] = {
-                "observations": self.aggregate.observations,
-                "actions": self.aggregate.actions,
+                "columns": self.aggregate.columns,
+                "episodes_seen": self.aggregate.episodes_seen,
                 "labels_lifetime": self._labels_lifetime,
                 "rng": self._rng.bit_generator.state,
             }
@@ -290,7 +407,64 @@ class DAgger(Algorithm):
         super().set_state(state)
         saved = state.get(AGGREGATE_STATE)
         if saved is not None:
-            self.aggregate.observations = saved["observations"]
-            self.aggregate.actions = saved["actions"]
+            self.aggregate.columns = saved["columns"]
+            self.aggregate.episodes_seen = saved["episodes_seen"]
             self._labels_lifetime = saved["labels_lifetime"]
             self._rng.bit_generator.state = saved["rng"]
+
+    def cleanup(self) -> None:
+        try:
+            if self.config.aggregate_dataset is not None:
+                self.write_aggregate(self.config.aggregate_dataset)
+        finally:
+            super().cleanup()
+
+    def write_aggregate(self, dataset_id: str, root: str | Path | None = None) -> DatasetWrite:
+        """Write the aggregate as the Minari dataset ``dataset_id``: one episode per rolled-out
+        episode, its actions the expert's labels (what DAgger clones), its next observations,
+        rewards and ends those of the actions actually taken, expert's or learner's."""
+        if len(self.aggregate) == 0:
+            raise DatasetError(
+                f"the DAgger aggregate is empty, so {dataset_id} was not written: train at "
+                "least one iteration first"
+            )
+        observation_space, action_space, env_spec = self._env_description()
+        return write_dataset(
+            dataset_id,
+            self.aggregate.episodes(),
+            observation_space,
+            action_space,
+            env_spec,
+            self._aggregate_metadata(),
+            root=root,
+        )
+
+    def _env_description(self) -> tuple[gym.Space, gym.Space, Any]:
+        """The env's spaces and spec (RLlib's EnvRunners hold it inside a wrapper env of their
+        own, whose spec cannot be saved)."""
+        env = make_env(env_name_of(self.config.env), self.config.env_config)
+        try:
+            return env.observation_space, env.action_space, env.spec
+        finally:
+            env.close()
+
+    def _aggregate_metadata(self) -> dict[str, Any]:
+        config, env = self.config, env_name_of(self.config.env)
+        return {
+            "algorithm_name": "dagger",
+            "description": (
+                f"DAgger's aggregate on {env}: {len(self.aggregate)} states the "
+                f"expert {config.expert} labelled over {self.iteration} rounds (seed "
+                f"{config.seed}); actions are the expert's labels, next observations follow "
+                "the action actually taken"
+            ),
+            RLSCALE_KEY: {
+                "env": env,
+                "env_config": dict(config.env_config),
+                "policy": f"dagger aggregate, expert {config.expert}",
+                "expert": config.expert,
+                "rounds": self.iteration,
+                "seed": config.seed,
+                "actions": "expert labels",
+            },
+        }
