@@ -26,6 +26,7 @@ ENVS_OF = {
     "cartpole_balance": ("CartPole-v1",),
     "cartpole_centered": ("CartPole-v1",),
     "pendulum_swing_up": ("Pendulum-v1",),
+    "inverted_pendulum_balance": ("InvertedPendulum-v5",),
 }
 """The environments each scripted policy is made for; a new one must be added here."""
 
@@ -67,12 +68,20 @@ def test_scripted_experts_solve_their_tasks():
     swung = np.mean([_episode_return(pendulum, swing, seed) for seed in range(3)])
     flailed = np.mean([_episode_return(pendulum, random, seed) for seed in range(3)])
     assert swung > -300 > -800 > flailed
+    inverted = gym.make("InvertedPendulum-v5")
+    balance = scripted_policy("inverted_pendulum_balance")(
+        inverted.observation_space, inverted.action_space
+    )
+    assert [_episode_return(inverted, balance, seed) for seed in range(3)] == [1000.0] * 3
 
 
 def test_unknown_policy_name_suggests_the_nearest_and_lists_all():
     with pytest.raises(PolicyError, match="Did you mean: cartpole_balance[,?]") as raised:
         scripted_policy("cartpole_balanse")
-    assert "cartpole_balance, cartpole_centered, pendulum_swing_up, random" in str(raised.value)
+    assert (
+        "cartpole_balance, cartpole_centered, inverted_pendulum_balance, pendulum_swing_up, random"
+        in str(raised.value)
+    )
 
 
 def test_a_new_scripted_expert_is_one_decorated_function(monkeypatch):
