@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 BENCH_INSTALLED := $(VENV)/.installed-bench
 PYTEST_FLAGS ?=
 
-.PHONY: install demo demo-offline test test-fast test-long lint bench bench-d3rlpy-venv bench-mbrl-venv bench-cql-hopper clean
+.PHONY: install demo demo-offline test test-fast test-long lint bench bench-d3rlpy-venv bench-mbrl-venv bench-imitation-venv bench-cql-hopper clean
 
 install: $(INSTALLED)
 
@@ -98,6 +98,17 @@ $(MBRL_VENV)/.installed: benchmarks/mbrl/constraints.txt
 	$(MBRL_VENV)/bin/pip install --quiet -c $< --no-deps mbrl==0.2.0
 	touch $@
 
+# The `imitation` library (BC, DAgger, GAIL), the peer of benchmarks/imitation_peer.py, pins
+# gymnasium 0.29 and stable-baselines3 2.2: it gets its own venv (numpy < 2, see its constraints).
+IMITATION_VENV := .venv-imitation
+bench-imitation-venv: $(IMITATION_VENV)/.installed
+
+$(IMITATION_VENV)/.installed: benchmarks/imitation_lib/constraints.txt
+	test -x $(IMITATION_VENV)/bin/python || $(PYTHON) -m venv $(IMITATION_VENV)
+	$(IMITATION_VENV)/bin/pip install --quiet -c $< torch==2.13.0
+	$(IMITATION_VENV)/bin/pip install --quiet -c $< imitation==1.0.1 "gymnasium[mujoco]==0.29.1"
+	touch $@
+
 # CQL against d3rlpy on a Hopper-v5 "medium" dataset. The dataset is collected once with a
 # Hopper PPO checkpoint of about a quarter to a third of expert return (see docs/benchmarks.md):
 #   make bench-cql-hopper HOPPER_CHECKPOINT=runs/hopper-ppo-0/checkpoints/iter_000075
@@ -118,4 +129,4 @@ bench-cql-hopper: install bench-d3rlpy-venv
 	    benchmarks/results/cql_hopper_seeds5-9.json
 
 clean:
-	rm -rf $(VENV) $(D3RLPY_VENV) $(MBRL_VENV) runs .pytest_cache
+	rm -rf $(VENV) $(D3RLPY_VENV) $(MBRL_VENV) $(IMITATION_VENV) runs .pytest_cache
