@@ -22,7 +22,7 @@ from rlscale.algorithms.imitation.dagger import (
     LabelledStates,
 )
 from rlscale.datasets.store import open_dataset
-from rlscale.errors import SpecError
+from rlscale.errors import PolicyError, SpecError
 from rlscale.platform.experiment import prepare
 from rlscale.policies import cartpole_balance
 
@@ -88,13 +88,45 @@ def test_a_taken_aggregate_dataset_name_is_refused_before_ray_starts(minari_root
         prepare(spec)
 
 
-def test_an_unknown_expert_names_the_scripted_ones():
-    from rlscale.errors import PolicyError
+def _fake_checkpoint(folder, algorithm: str, env_config: dict, with_policy: bool):
+    """A checkpoint folder as `rlscale train` marks one, holding a policy's folders or not."""
+    import json
 
+    from rlscale.platform.outputs import CHECKPOINT_MARKER
+    from rlscale.policies.checkpoint import MODULE_PATH
+
+    spec = {"algorithm": algorithm, "env": "CartPole-v1", "env_config": env_config}
+    folder.mkdir(parents=True)
+    (folder / CHECKPOINT_MARKER).write_text(json.dumps({"format": 1, "spec": spec}))
+    if with_policy:
+        (folder / MODULE_PATH).mkdir(parents=True)
+        (folder / "env_runner").mkdir()
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("env_config", "with_policy", "message"),
+    [
+        ({"sutton_barto_reward": True}, True, "with env_config {'sutton_barto_reward': True}"),
+        ({}, False, "holds no single-agent policy"),
+    ],
+)
+def test_an_expert_checkpoint_that_cannot_act_here_is_refused_before_ray_starts(
+    tmp_path, env_config, with_policy, message
+):
+    """A checkpoint of the same env built with other settings, or of an algorithm whose
+    checkpoint holds no single-agent policy (a multi-agent one, or an incomplete copy)."""
+    checkpoint = _fake_checkpoint(tmp_path / "ckpt", "ppo", env_config, with_policy)
+    spec = rlscale.ExperimentSpec(algorithm="dagger", env="CartPole-v1", expert=str(checkpoint))
+    with pytest.raises(PolicyError, match=message):
+        prepare(spec)
+
+
+def test_an_unknown_expert_names_the_scripted_ones():
     spec = rlscale.ExperimentSpec(
         algorithm="dagger", env="CartPole-v1", expert="cartpole_balancer", seed=0
     )
-    suggestion = r"Did you mean: cartpole_balance, cartpole_centered\? .*pendulum_swing_up"
+    suggestion = r"Did you mean: cartpole_balance, cartpole_centered[^?]*\? .*pendulum_swing_up"
     with pytest.raises(PolicyError, match=suggestion):
         prepare(spec)
 

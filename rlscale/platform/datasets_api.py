@@ -79,7 +79,7 @@ def collect_dataset(
         # Reading a checkpoint loads RLlib (seconds): list, info and validate never pay for it.
         from rlscale.platform.experts import resolve_policy
 
-        factory, policy_name = resolve_policy(policy, env)
+        factory, policy_name = resolve_policy(policy, env, env_config=env_config)
     else:
         factory, policy_name = policy, getattr(policy, "__name__", type(policy).__name__)
     request = CollectionRequest(

@@ -167,8 +167,14 @@ def _prepare_expert(prepared: PreparedExperiment) -> None:
     The algorithm builds the expert where it queries it (on its EnvRunners), from the name.
     """
     expert = prepared.spec.expert
-    # Fails on an unknown name, an incomplete checkpoint, or one trained on another env.
-    resolve_policy(expert, prepared.env.name, other_env_hint="Train with --env {trained_on}")
+    # Fails on an unknown name, an incomplete checkpoint, one without a single-agent policy, or
+    # one trained on another env or env_config.
+    resolve_policy(
+        expert,
+        prepared.env.name,
+        other_env_hint="Train with --env {trained_on}",
+        env_config=prepared.spec.env_config,
+    )
     prepared.config.expert = expert
 
 

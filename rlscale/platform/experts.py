@@ -9,24 +9,35 @@ checked folder.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from rlscale.errors import PolicyError
 from rlscale.platform.outputs import read_checkpoint
 from rlscale.policies import SCRIPTED, CheckpointPolicy, PolicyFactory, scripted_policy
+from rlscale.policies.checkpoint import policy_runner_folder
 
 
 def resolve_policy(
-    policy: str, env: str, other_env_hint: str = "Collect with --env {trained_on}"
+    policy: str,
+    env: str,
+    other_env_hint: str = "Collect with --env {trained_on}",
+    env_config: Mapping[str, Any] | None = None,
 ) -> tuple[PolicyFactory, str]:
     """(factory, name recorded in a dataset's metadata) for a policy acting in ``env``.
 
     ``other_env_hint`` ends the message for a checkpoint trained on another env
     (``{trained_on}`` names that env): collection and an algorithm's expert offer different fixes.
 
+    A checkpoint must hold a single-agent policy, checked now from its files (not when an
+    EnvRunner first builds it), and have been trained on ``env`` with ``env_config`` (an env of
+    the same name built with other settings may have other spaces or dynamics).
+
     Raises:
-        PolicyError: an unknown name (the message lists the scripted ones), or a checkpoint
-            trained on another environment.
+        PolicyError: an unknown name (the message lists the scripted ones), a checkpoint
+            trained on another environment or env_config, or one that holds no
+            single-agent policy.
         CheckpointError: a path that is not a complete rlscale checkpoint.
     """
     if policy in SCRIPTED:
@@ -40,5 +51,13 @@ def resolve_policy(
                 f"{other_env_hint.format(trained_on=info.spec.env)}, or pass a checkpoint "
                 f"trained on {env}."
             )
+        env_config = dict(env_config or {})
+        if dict(info.spec.env_config) != env_config:
+            raise PolicyError(
+                f"the checkpoint {path} was trained on {env} with env_config "
+                f"{dict(info.spec.env_config)}, not {env_config}; pass the same env_config, "
+                "or a checkpoint trained with this one."
+            )
+        policy_runner_folder(info.path)
         return CheckpointPolicy(str(info.path)), f"checkpoint:{info.path}"
     return scripted_policy(policy), policy  # raises, naming the known policies

@@ -55,12 +55,18 @@ class CheckpointPolicy:
             shared_data: dict = {}  # carries the episode order from one pipeline to the other
             with torch.no_grad():
                 batch = env_to_module(
-                    rl_module=module, batch={}, episodes=[episode], explore=False,
+                    rl_module=module,
+                    batch={},
+                    episodes=[episode],
+                    explore=False,
                     shared_data=shared_data,
                 )
                 batch = module_to_env(
-                    rl_module=module, batch=module.forward_inference(batch), episodes=[episode],
-                    explore=False, shared_data=shared_data,
+                    rl_module=module,
+                    batch=module.forward_inference(batch),
+                    episodes=[episode],
+                    explore=False,
+                    shared_data=shared_data,
                 )
             action = batch.get(Columns.ACTIONS_FOR_ENV, batch[Columns.ACTIONS])[0]
             if isinstance(action_space, gym.spaces.Discrete):
@@ -71,18 +77,30 @@ class CheckpointPolicy:
         return act
 
 
-def _restore_policy(checkpoint: Path):
-    """(RLModule, env-to-module pipeline, module-to-env pipeline) saved in ``checkpoint``."""
-    from ray.rllib.connectors.env_to_module import EnvToModulePipeline, MeanStdFilter
-    from ray.rllib.connectors.module_to_env import ModuleToEnvPipeline
-    from ray.rllib.core.rl_module.rl_module import RLModule
+def policy_runner_folder(checkpoint: Path) -> Path:
+    """The folder of the EnvRunner whose connectors the checkpoint's policy acts through.
 
+    Cheap (no Ray, no torch): callers check a checkpoint with it before anything starts.
+
+    Raises:
+        PolicyError: the checkpoint holds no single-agent RLModule or no EnvRunner state.
+    """
     runner = next((checkpoint / p for p in ENV_RUNNER_PATHS if (checkpoint / p).is_dir()), None)
     if not (checkpoint / MODULE_PATH).is_dir() or runner is None:
         raise PolicyError(
             f"{checkpoint} holds no single-agent policy (its RLModule or EnvRunner is "
             "missing); pass a checkpoint folder written by `rlscale train` on a single-agent env."
         )
+    return runner
+
+
+def _restore_policy(checkpoint: Path):
+    """(RLModule, env-to-module pipeline, module-to-env pipeline) saved in ``checkpoint``."""
+    from ray.rllib.connectors.env_to_module import EnvToModulePipeline, MeanStdFilter
+    from ray.rllib.connectors.module_to_env import ModuleToEnvPipeline
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    runner = policy_runner_folder(checkpoint)
     module = RLModule.from_checkpoint(str(checkpoint / MODULE_PATH))
     module.eval()
     env_to_module = EnvToModulePipeline.from_checkpoint(str(runner / "env_to_module_connector"))
