@@ -45,7 +45,7 @@ def test_unknown_algorithm(tmp_path):
     ("expert_flags", "expected"),
     [
         ((), "dagger needs an expert: pass --expert"),
-        (("--expert", "cartpole_balancer"), "Did you mean: cartpole_balance, cartpole_centered?"),
+        (("--expert", "cartpole_balancer"), "Did you mean: cartpole_balance, cartpole_centered"),
     ],
 )
 def test_dagger_without_a_usable_expert(tmp_path, expert_flags, expected):

@@ -137,7 +137,6 @@ def test_network_width_has_one_name(entry):
     assert config.model_config["hidden_sizes"] == [17, 9]
 
 
-
 def _online_runs_with_a_network() -> list[tuple[str, str]]:
     """One env per algorithm that has a network width and needs no dataset (the offline ones
     validate through the same mixin, but only once their dataset is attached)."""
@@ -162,3 +161,42 @@ def test_a_malformed_width_is_refused_by_name_before_ray(run):
     )
     with pytest.raises(SpecError, match=r"hidden_sizes must be a list of positive layer widths"):
         prepare(spec)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "hyperparameters", "message"),
+    [
+        ("ppo", {"num_epochs": "abc"}, r"num_epochs must be a number \(its default is 10\)"),
+        ("ppo", {"lr": "fast"}, "lr must be a number"),
+        ("dqn", {"double_q": "yes"}, "double_q must be true or false, got 'yes'"),
+        ("ppo", {"train_batch_size_per_learner": 1.5}, "must be a whole number"),
+        ("ppo", {"lr": -1}, "lr must be a positive learning rate"),
+        ("ppo", {"lr": float("nan")}, "lr must be a positive learning rate"),
+        ("dqn", {"gamma": 1.5}, r"gamma must be a discount in \[0, 1\]"),
+        ("ppo", {"train_batch_size_per_learner": 0}, "train_batch_size_per_learner must be at"),
+        ("ppo", {"minibatch_size": 0}, "minibatch_size must be at least 1"),
+        ("ppo", {"num_epochs": 0}, "num_epochs must be at least 1"),
+    ],
+)
+def test_a_value_of_the_wrong_type_or_range_is_refused_before_ray(
+    algorithm, hyperparameters, message
+):
+    spec = ExperimentSpec(
+        algorithm=algorithm, env="CartPole-v1", seed=0, hyperparameters=hyperparameters
+    )
+    with pytest.raises(SpecError, match=message):
+        prepare(spec)
+
+
+def test_schedules_and_whole_floats_pass_the_type_checks():
+    """A learning-rate schedule stands where a number does; 2.0 is a count of 2."""
+    schedule = [[0, 1e-3], [1000, 1e-4]]
+    spec = ExperimentSpec(
+        algorithm="ppo",
+        env="CartPole-v1",
+        seed=0,
+        hyperparameters={"lr": schedule, "num_epochs": 2.0},
+    )
+    config = prepare(spec).config
+    assert config.lr == schedule
+    assert config.num_epochs == 2 and isinstance(config.num_epochs, int)

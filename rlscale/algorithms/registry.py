@@ -202,6 +202,13 @@ def apply_hyperparameters(
                 f"({type(config).__name__}).{did_you_mean(key, valid)} "
                 "Hyper-parameters are the attributes of the algorithm's RLlib config class."
             )
+    for key, value in hyperparameters.items():
+        problem = value_type_problem(key, getattr(config, key, None), value)
+        if problem:
+            raise SpecError(f"bad hyper-parameter value for '{algorithm}': {problem}")
+    hyperparameters = {
+        key: _as_count(getattr(config, key, None), value) for key, value in hyperparameters.items()
+    }
     plain = {k: v for k, v in hyperparameters.items() if k not in _SET_THROUGH_METHOD}
     try:
         config.update_from_dict(plain)
@@ -211,6 +218,36 @@ def apply_hyperparameters(
     except (TypeError, ValueError, AttributeError) as exc:
         raise SpecError(f"bad hyper-parameter value for '{algorithm}': {exc}") from None
     return config
+
+
+def value_type_problem(key: str, default: Any, value: Any) -> str | None:
+    """Why ``value`` cannot stand where the config's ``default`` stands, or None.
+
+    Only the kinds a typo produces are refused: text, a switch or a mapping where the default
+    is a number, and a non-whole number where it is a count; a list stays allowed where a
+    number is (RLlib takes schedules such as ``lr: [[0, 1e-3], [10000, 1e-4]]``). Defaults of
+    None or of other types say nothing about the type, so any value passes here and the
+    config's own ``validate()`` judges it.
+    """
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return None
+        return f"{key} must be true or false, got {value!r}"
+    if not isinstance(default, int | float):
+        return None
+    if isinstance(value, str | bool | dict) or value is None:
+        return f"{key} must be a number (its default is {default!r}), got {value!r}"
+    if isinstance(default, int) and isinstance(value, float) and not value.is_integer():
+        return f"{key} must be a whole number (its default is {default!r}), got {value!r}"
+    return None
+
+
+def _as_count(default: Any, value: Any) -> Any:
+    """A whole float (``2.0``, as YAML or a sweep may give it) as an int where a count goes."""
+    whole_float = isinstance(value, float) and value.is_integer()
+    if isinstance(default, int) and not isinstance(default, bool) and whole_float:
+        return int(value)
+    return value
 
 
 def valid_hyperparameters(config: AlgorithmConfig) -> set[str]:

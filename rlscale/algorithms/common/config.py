@@ -22,6 +22,7 @@ thing:
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from typing import Any, ClassVar
 
@@ -45,14 +46,39 @@ _WHICH_ENV_KEYS = {"env_config", "observation_space", "action_space"}
 def hidden_sizes_problem(hidden_sizes: Any) -> str | None:
     """Why ``hidden_sizes`` is not a list of positive layer widths, or None."""
     if isinstance(hidden_sizes, list | tuple) and all(
-        isinstance(size, int) and not isinstance(size, bool) and size >= 1
-        for size in hidden_sizes
+        isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in hidden_sizes
     ):
         return None
     return (
         f"hidden_sizes must be a list of positive layer widths, such as [64, 64], got "
         f"{hidden_sizes!r}"
     )
+
+
+COUNT_KEYS = ("train_batch_size_per_learner", "minibatch_size", "num_epochs")
+"""RLlib keys that count something (rows, passes) and must be at least 1 when set."""
+
+
+def common_range_problem(config: Any) -> str | None:
+    """Why one of the keys most algorithms share is out of range, or None: a learning rate
+    (when a number, not a schedule) must be finite and positive, the discount lie in [0, 1],
+    and the counts of :data:`COUNT_KEYS` be at least 1. RLlib accepts all of these silently
+    and fails, or trains nothing, much later."""
+    lr = getattr(config, "lr", None)
+    if _is_number(lr) and not (math.isfinite(lr) and lr > 0):
+        return f"lr must be a positive learning rate, such as 3e-4, got {lr!r}"
+    gamma = getattr(config, "gamma", None)
+    if _is_number(gamma) and not 0 <= gamma <= 1:
+        return f"gamma must be a discount in [0, 1], such as 0.99, got {gamma!r}"
+    for key in COUNT_KEYS:
+        value = getattr(config, key, None)
+        if _is_number(value) and value < 1:
+            return f"{key} must be at least 1, got {value!r}"
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class RlscaleConfigMixin:
@@ -95,12 +121,12 @@ class RlscaleConfigMixin:
         return self
 
     def validate(self) -> None:
-        """The network keys' types first (before any algorithm's own checks read them), then
-        RLlib's and the algorithm's checks."""
-        if hasattr(self, "hidden_sizes"):
-            problem = hidden_sizes_problem(self.hidden_sizes)
-            if problem:
-                self._value_error(problem)
+        """The network keys' types and the common ranges first (before any algorithm's own
+        checks read them), then RLlib's and the algorithm's checks."""
+        problem = hidden_sizes_problem(self.hidden_sizes) if hasattr(self, "hidden_sizes") else None
+        problem = problem or common_range_problem(self)
+        if problem:
+            self._value_error(problem)
         super().validate()
 
     def update_from_dict(self, config_dict: dict[str, Any]):
