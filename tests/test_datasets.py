@@ -130,6 +130,12 @@ def test_empty_dataset_is_refused_and_nothing_is_written(root):
     assert list_datasets(root) == []
 
 
+def test_a_root_that_is_a_file_is_an_error_not_an_empty_list(tmp_path):
+    (tmp_path / "datasets").write_text("not a folder")
+    with pytest.raises(DatasetError, match="is a file, not a folder"):
+        list_datasets(tmp_path / "datasets")
+
+
 def test_unwritable_root_is_a_clear_error(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")

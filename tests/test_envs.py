@@ -479,3 +479,11 @@ def test_importing_rlscale_envs_stays_cheap_and_below_the_platform():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_an_unknown_family_is_an_error_that_lists_the_known_ones():
+    assert {listing.family for listing in list_envs(False, family="mujoco")} == {"mujoco"}
+    with pytest.raises(UnknownEnvironmentError, match=r"'mujoc'. Did you mean: mujoco\?"):
+        list_envs(False, family="mujoc")
+    with pytest.raises(UnknownEnvironmentError, match="Known: .*classic_control"):
+        list_envs(False, family="nope")

@@ -117,6 +117,16 @@ def test_negative_stop_rule_is_rejected():
         spec_from_dict({"algorithm": "ppo", "env": "CartPole-v1", "stop": {"iterations": 0}})
 
 
+@pytest.mark.parametrize(
+    ("section", "value"),
+    [("stop", {"reward": float("nan")}), ("stop", {"time_s": float("inf")})],
+)
+def test_a_nan_or_infinite_number_is_rejected(section, value):
+    key = next(iter(value))
+    with pytest.raises(SpecError, match=rf"'{section}.{key}': Input should be a finite number"):
+        spec_from_dict({"algorithm": "ppo", "env": "CartPole-v1", section: value})
+
+
 def test_missing_algorithm_is_reported():
     with pytest.raises(SpecError, match="'algorithm' is required"):
         spec_from_dict({"env": "CartPole-v1"})

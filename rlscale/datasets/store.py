@@ -299,6 +299,11 @@ def list_datasets(root: str | Path | None = None) -> list[DatasetSummary | Unrea
     """Every dataset under the root, whoever wrote it, sorted by id; a damaged one is listed as
     an :class:`UnreadableDataset` rather than failing the whole listing."""
     base = datasets_root(root)
+    if base.exists() and not base.is_dir():
+        raise DatasetError(
+            f"the datasets root {base} is a file, not a folder; pass the folder that holds "
+            "the datasets (--root, or MINARI_DATASETS_PATH)."
+        )
     found: list[DatasetSummary | UnreadableDataset] = []
     for data_dir in _dataset_dirs(base):
         try:

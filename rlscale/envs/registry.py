@@ -79,11 +79,18 @@ def list_envs(include_spaces: bool = True, family: str | None = None) -> list[En
     ``family`` keeps one kind (``gymnasium``, ``pettingzoo``) or one family (``classic_control``,
     ``toy_text``, ``mujoco``, ``box2d``, ``butterfly``, ``mpe2``, ...).
     """
+    every = list(_all_listings())
     listings = [
         listing
-        for listing in _all_listings()
+        for listing in every
         if family is None or family.lower() in (listing.family, listing.kind)
     ]
+    if family is not None and not listings:
+        known = sorted({n for listing in every for n in (listing.family, listing.kind) if n})
+        raise UnknownEnvironmentError(
+            f"no environment family or kind '{family}'.{did_you_mean(family, known)} "
+            f"Known: {', '.join(known)}."
+        )
     if not include_spaces:
         return listings
     with warnings.catch_warnings(), muted_mujoco_warnings():

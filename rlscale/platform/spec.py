@@ -36,12 +36,13 @@ DEFAULT_STOP_ITERATIONS = 100
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors (a typo never passes silently); assignments are validated too.
+    """Unknown keys are errors (a typo never passes silently); assignments are validated too;
+    no number may be NaN or infinite (a ``reward: nan`` stop rule would never hold).
 
     The base of every section of the spec, and of a sweep file's ``tune:`` section.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class StopRules(StrictModel):
@@ -275,9 +276,7 @@ def field_problem(
     return f"'{where}': {error['msg']} (got {error.get('input')!r})."
 
 
-def valid_keys_at(
-    location: tuple[Any, ...], model: type[BaseModel] = ExperimentSpec
-) -> list[str]:
+def valid_keys_at(location: tuple[Any, ...], model: type[BaseModel] = ExperimentSpec) -> list[str]:
     """The keys ``model`` accepts at ``location`` (a path of nested sections), or none."""
     for part in location:
         field = model.model_fields.get(str(part))
