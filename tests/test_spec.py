@@ -195,3 +195,14 @@ def test_default_run_name_is_filesystem_safe():
     name = spec.run_name()
     assert name.startswith("ppo-pettingzoo_mpe2.simple_spread_v3-")
     assert "/" not in name and ":" not in name
+
+
+@pytest.mark.parametrize("name", ["../../elsewhere", "runs/../../x", "/tmp/run", " "])
+def test_a_run_name_cannot_leave_the_output_folder(name):
+    with pytest.raises(SpecError, match="must be a folder name under the output folder"):
+        spec_from_dict({"algorithm": "ppo", "env": "CartPole-v1", "name": name})
+
+
+def test_a_run_name_may_hold_sub_folders():
+    spec = spec_from_dict({"algorithm": "ppo", "env": "CartPole-v1", "name": "sweep1/run3"})
+    assert spec.run_name() == "sweep1/run3"

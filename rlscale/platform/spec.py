@@ -26,6 +26,7 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -119,6 +120,21 @@ class ExperimentSpec(StrictModel):
     seed: int | None = Field(None, description="None picks one and records it in the run")
     output: Path = Field(Path("runs"), description="root under which the run's folder is made")
     name: str | None = Field(None, description="run folder name; default <algo>-<env>-<time>")
+
+    @field_validator("name")
+    @classmethod
+    def _name_stays_under_output(cls, name: str | None) -> str | None:
+        """A run's folder is made under ``output``: a name may hold sub-folders
+        (``sweep1/run3``) but not climb out of it or start anew from the root."""
+        if name is None:
+            return None
+        parts = Path(name).parts
+        if not name.strip() or Path(name).is_absolute() or ".." in parts:
+            raise ValueError(
+                f"the run name {name!r} must be a folder name under the output folder (no "
+                "'..', not absolute); choose where runs go with --output (`output:` in a spec)"
+            )
+        return name
 
     def run_name(self) -> str:
         """The run folder's name: ``name`` or ``<algorithm>-<env>-<timestamp>``."""
