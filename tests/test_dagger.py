@@ -58,7 +58,7 @@ def test_beta_schedules():
     [
         ({"beta_schedule": "cosine"}, "beta_schedule must be one of linear, exponential"),
         ({"beta_decay_iterations": 0}, "beta_decay_iterations must be a positive integer"),
-        ({"updates_per_iteration": 1.5}, "updates_per_iteration must be a positive integer"),
+        ({"updates_per_iteration": 0}, "updates_per_iteration must be a positive integer"),
         ({"beta_base": 1.5}, r"beta_base must lie in \[0, 1\]"),
         ({"aggregate_capacity": 0}, "aggregate_capacity must be a positive integer or None"),
         ({"aggregate_dataset": "no version"}, "aggregate_dataset: 'no version' is not a Minari"),

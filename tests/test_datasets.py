@@ -305,6 +305,10 @@ def test_python_api_refuses_bad_policies_before_starting_ray(root):
         rlscale.collect_dataset("CartPole-v1", "cartpole_balanse", 2, "api/x-v0", root=root)
     with pytest.raises(CheckpointError, match="does not exist"):
         rlscale.collect_dataset("CartPole-v1", "/no/such/ckpt", 2, "api/x-v0", root=root)
+    with pytest.raises(PolicyError, match="'cartpole_balance' cannot act in Pendulum-v1"):
+        rlscale.collect_dataset("Pendulum-v1", "cartpole_balance", 2, "api/x-v0", root=root)
+    with pytest.raises(PolicyError, match="outside InvertedPendulum-v5's action space"):
+        rlscale.collect_dataset("InvertedPendulum-v5", "cartpole_balance", 2, "api/x-v0", root=root)
 
 
 def test_every_dataset_function_is_exported_lazily():

@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from rlscale.envs import resolve_env
 from rlscale.errors import PolicyError
 from rlscale.platform.outputs import read_checkpoint
 from rlscale.policies import SCRIPTED, CheckpointPolicy, PolicyFactory, scripted_policy
@@ -41,7 +44,9 @@ def resolve_policy(
         CheckpointError: a path that is not a complete rlscale checkpoint.
     """
     if policy in SCRIPTED:
-        return scripted_policy(policy), policy
+        factory = scripted_policy(policy)
+        _check_acts_in(factory, policy, env, env_config)
+        return factory, policy
     path = Path(policy).expanduser()
     if path.exists() or "/" in policy:
         info = read_checkpoint(path)
@@ -61,3 +66,34 @@ def resolve_policy(
         policy_runner_folder(info.path)
         return CheckpointPolicy(str(info.path)), f"checkpoint:{info.path}"
     return scripted_policy(policy), policy  # raises, naming the known policies
+
+
+def _check_acts_in(
+    factory: PolicyFactory, name: str, env: str, env_config: Mapping[str, Any] | None
+) -> None:
+    """Act once on an observation drawn from the env's space: a scripted controller written
+    for another env fails here, before Ray starts, rather than on the first step of a rollout.
+
+    Raises:
+        PolicyError: the policy raises, or returns an action outside the action space.
+    """
+    info = resolve_env(env, dict(env_config or {}))
+    if info.is_multi_agent:
+        return  # single-agent policies only; the callers refuse multi-agent envs themselves
+    observation_space, action_space = info.observation_space, info.action_space
+    observation_space.seed(0)
+    hint = f"use a policy made for {env}: a checkpoint trained on it, or 'random'"
+    try:
+        action = factory(observation_space, action_space)(
+            observation_space.sample(), np.random.default_rng(0)
+        )
+    except Exception as exc:  # a controller's own arithmetic on the wrong observation
+        raise PolicyError(
+            f"the scripted policy '{name}' cannot act in {env} ({observation_space}): "
+            f"{type(exc).__name__}: {exc}. It is made for another env; {hint}."
+        ) from None
+    if not action_space.contains(action):
+        raise PolicyError(
+            f"the scripted policy '{name}' returned {action!r}, outside {env}'s action space "
+            f"{action_space}. It is made for another env; {hint}."
+        )
