@@ -1,5 +1,6 @@
-"""IQ-Learn (offline, discrete): its loss, the demonstration budget, bad input, and the issue's
-check that it learns CartPole-v1 from one subsampled expert episode.
+"""IQ-Learn: its discrete and continuous losses, the demonstration budget, bad input, and the
+learning checks: offline on CartPole-v1 from one subsampled expert episode, online on Pendulum-v1
+(a SAC-style actor) from five expert episodes.
 
 Demonstrations are made here: whole episodes of a scripted expert written as a Minari dataset
 without Ray (``write_scripted_dataset``).
@@ -7,29 +8,46 @@ without Ray (``write_scripted_dataset``).
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 import rlscale
 from rlscale.algorithms.imitation.demonstrations import load_demonstrations
-from rlscale.algorithms.imitation.iq_learn import iq_learn_loss, pearson_correlation
+from rlscale.algorithms.imitation.iq_learn import (
+    ContinuousIQLearnLearner,
+    continuous_iq_loss,
+    iq_learn_loss,
+    pearson_correlation,
+    sampled_soft_value,
+)
+from rlscale.algorithms.imitation.iq_learn.algorithm import normalized_actions
+from rlscale.algorithms.imitation.iq_learn.module import IQLearnActorCriticModule
 from rlscale.datasets.store import resolve_dataset
-from rlscale.errors import DatasetError, IncompatibleSpaceError
+from rlscale.errors import DatasetError, IncompatibleSpaceError, SpecError
+from rlscale.modules.distributions.squashed_gaussian import SquashedGaussianPolicy
 from rlscale.platform.experiment import prepare
 from tests.conftest import write_scripted_dataset
+from tests.test_dagger import _scripted_returns
+
+PENDULUM_ITERATIONS = 8
+"""Online iterations of the Pendulum check (1,000 env steps each)."""
+PENDULUM_SETTINGS = {"hidden_sizes": [64, 64], "temperature": 0.05}
+"""The Pendulum check's settings beside the Box defaults: narrower networks, for time; a
+temperature of 0.05 gave a recovered-reward correlation of about 0.37 against 0.1 at 0.01."""
 
 
 def _collect(minari_root, name, episodes, env="CartPole-v1", policy="cartpole_centered"):
     return write_scripted_dataset(minari_root, name, episodes, env, policy)
 
 
-def _spec(tmp_path, dataset, env="CartPole-v1", **hyperparameters):
+def _spec(tmp_path, dataset, env="CartPole-v1", iterations=10, **hyperparameters):
     return rlscale.ExperimentSpec(
         algorithm="iq_learn",
         env=env,
         dataset=dataset,
-        stop={"iterations": 10},
+        stop={"iterations": iterations},
         seed=0,
         output=tmp_path / "runs",
         hyperparameters=hyperparameters,
@@ -104,12 +122,110 @@ def test_demonstrations_of_another_env_are_refused(minari_root, tmp_path):
         prepare(_spec(tmp_path, name))
 
 
-def test_box_actions_are_refused_with_what_to_use_instead(minari_root, tmp_path):
+def test_box_actions_take_the_online_sac_style_actor_critic(minari_root, tmp_path):
     name = _collect(
         minari_root, "pendulum/swing-v0", 1, env="Pendulum-v1", policy="pendulum_swing_up"
     )
-    with pytest.raises(IncompatibleSpaceError, match="Discrete actions only .*bc or dagger"):
-        prepare(_spec(tmp_path, name, env="Pendulum-v1"))
+    config = prepare(_spec(tmp_path, name, env="Pendulum-v1")).config
+    assert (config.continuous_actions, config.online) == (True, True)
+    assert config.get_default_rl_module_spec().module_class is IQLearnActorCriticModule
+    assert config.get_default_learner_class() is ContinuousIQLearnLearner
+    offline = prepare(_spec(tmp_path, name, env="Pendulum-v1", online=False)).config
+    assert offline.online is False
+
+
+def test_other_action_spaces_and_bad_online_settings_are_refused(minari_root, tmp_path):
+    name = _collect(
+        minari_root, "pendulum/swing-v0", 1, env="Pendulum-v1", policy="pendulum_swing_up"
+    )
+    with pytest.raises(SpecError, match="env_steps_per_iteration .* sample_rounds_per_iteration"):
+        prepare(_spec(tmp_path, name, env="Pendulum-v1", env_steps_per_iteration=5))
+    with pytest.raises(SpecError, match="online must be true or false"):
+        prepare(_spec(tmp_path, name, env="Pendulum-v1", online="yes"))
+    spec = rlscale.ExperimentSpec(algorithm="iq_learn", env="Taxi-v3", dataset=name, seed=0)
+    with pytest.raises((IncompatibleSpaceError, DatasetError)):
+        prepare(spec)
+
+
+def test_demonstrated_actions_are_rescaled_to_the_actors_range():
+    space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+    np.testing.assert_allclose(
+        normalized_actions(np.array([-2.0, 0.0, 1.0, 3.0]), space)[:, 0], [-1, 0, 0.5, 1]
+    )
+
+
+def test_the_continuous_loss_estimates_each_critics_soft_value_with_the_policys_sample():
+    """Hand-computed: two critics, an expert row and a replayed row whose next state ends."""
+    logged_q = torch.tensor([[1.0, 0.5], [2.0, 0.0]])
+    policy_q, policy_logp = torch.tensor([[0.5, 1.0], [1.0, -1.0]]), torch.tensor([0.2, -0.3])
+    next_q, next_logp = torch.tensor([[0.4, 9.0], [0.8, 9.0]]), torch.tensor([0.5, 9.0])
+    terminated, is_expert = torch.tensor([0.0, 1.0]), torch.tensor([1.0, 0.0])
+    gamma, alpha, chi2 = 0.9, 0.1, 0.5
+    np.testing.assert_allclose(
+        sampled_soft_value(policy_q, policy_logp, alpha).numpy(),
+        [[0.48, 1.03], [0.98, -0.97]],
+        rtol=1e-6,
+    )
+    for on_mixture in (True, False):
+        loss, reward = continuous_iq_loss(
+            logged_q, policy_q, policy_logp, next_q, next_logp, terminated, is_expert,
+            gamma=gamma, temperature=alpha, chi2_alpha=chi2, chi2_on_mixture=on_mixture,
+        )  # fmt: skip
+        expected = 0.0
+        for critic in (0, 1):
+            value = policy_q[critic] - alpha * policy_logp
+            next_value = torch.stack([next_q[critic, 0] - alpha * next_logp[0], torch.tensor(0)])
+            r = logged_q[critic] - gamma * next_value
+            np.testing.assert_allclose(reward[critic].numpy(), r.numpy(), rtol=1e-6)
+            squared = r.pow(2).mean() if on_mixture else r[0] ** 2
+            expected += (value - gamma * next_value).mean() - r[0] + squared / (4 * chi2)
+        assert loss.item() == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_the_continuous_loss_recovers_a_reward_that_ranks_the_expert_action_first():
+    """A one-step bandit (s' ends the episode, so r = Q(s, a)) whose expert always takes 0.5:
+    the critic trained with the IQ loss on half expert, half policy rows, and the actor as in
+    SAC against it, recover a reward positive at the expert's action and lower away from it,
+    and the actor moves to the expert's action."""
+    torch.manual_seed(0)
+    critic = torch.nn.Sequential(torch.nn.Linear(2, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
+    actor = SquashedGaussianPolicy(1, 1, (32,))
+    critic_optimizer = torch.optim.Adam(critic.parameters(), lr=3e-3)
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=3e-3)
+    rows, alpha = 64, 0.05
+    state = torch.zeros(rows, 1)
+
+    def q(actions):
+        return critic(torch.cat([state, actions], dim=-1))[:, 0][None]
+
+    is_expert = torch.cat([torch.ones(rows // 2), torch.zeros(rows // 2)])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: more threads only contend
+    try:
+        for _ in range(300):
+            actions, logp = actor(state).rsample_and_logp()
+            logged = torch.cat([torch.full((rows // 2, 1), 0.5), actions[rows // 2 :].detach()])
+            loss, _ = continuous_iq_loss(
+                q(logged), q(actions.detach()), logp.detach(), q(actions.detach()),
+                logp.detach(), torch.ones(rows), is_expert,
+                gamma=0.99, temperature=alpha, chi2_alpha=0.5, chi2_on_mixture=True,
+            )  # fmt: skip
+            critic_optimizer.zero_grad()
+            loss.backward()
+            critic_optimizer.step()
+            actor_loss = (alpha * logp - q(actions)[0]).mean()
+            actor_optimizer.zero_grad()
+            actor_loss.backward()
+            actor_optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
+    with torch.no_grad():
+        probe = torch.tensor([[0.0, 0.5], [0.0, -0.5], [0.0, -0.9]])
+        rewards = critic(probe)[:, 0]
+        greedy = actor(torch.zeros(1, 1)).greedy().item()
+    assert rewards[0] > 0 > rewards[1], rewards
+    assert rewards[0] > rewards[2], rewards
+    assert greedy == pytest.approx(0.5, abs=0.15)
 
 
 @pytest.mark.slow
@@ -123,3 +239,25 @@ def test_iq_learn_offline_learns_cartpole_from_one_subsampled_demonstration(
     evaluated = [metrics for metrics in result.history if metrics.has_return]
     assert evaluated, "no evaluation ran"
     assert evaluated[-1].return_mean >= 475, [m.return_mean for m in evaluated]
+
+
+@pytest.mark.slow
+@pytest.mark.long
+def test_iq_learn_online_learns_pendulum_from_five_demonstrations(ray_local, minari_root, tmp_path):
+    """The issue's check: online IQ-Learn (SAC-style actor, half expert and half replayed
+    minibatches) from 5 `pendulum_swing_up` episodes reaches >= 0.9 on the random-to-expert
+    scale, greedy over the 5 episodes the expert's return is measured on (same seed)."""
+    episodes, seed = 5, 0
+    expert = float(np.mean(_scripted_returns("pendulum_swing_up", episodes, seed)))
+    random = float(np.mean(_scripted_returns("random", 20, seed)))
+    name = _collect(
+        minari_root, "pendulum/swing-v0", episodes, env="Pendulum-v1", policy="pendulum_swing_up"
+    )
+    spec = _spec(
+        tmp_path, name, env="Pendulum-v1", iterations=PENDULUM_ITERATIONS, **PENDULUM_SETTINGS
+    )
+    result = rlscale.train(spec)
+    assert result.final.env_steps == PENDULUM_ITERATIONS * 1_000
+    evaluation = rlscale.evaluate(result.checkpoint, episodes=episodes, seed=seed)
+    normalized = (evaluation.mean_return - random) / (expert - random)
+    assert normalized >= 0.9, (normalized, evaluation.mean_return, expert, random)

@@ -5,7 +5,9 @@ import gymnasium as gym
 from rlscale.algorithms.imitation.bco import BCO, BCOConfig
 from rlscale.algorithms.imitation.dagger import DAgger, DAggerConfig
 from rlscale.algorithms.imitation.demonstrations import attach_demonstrations
+from rlscale.algorithms.imitation.gail import GAIL, GAILConfig
 from rlscale.algorithms.imitation.iq_learn import IQLearn, IQLearnConfig
+from rlscale.algorithms.imitation.state_only_il import StateOnlyIL, StateOnlyILConfig
 from rlscale.algorithms.registry import (
     AlgorithmEntry,
     Input,
@@ -13,7 +15,18 @@ from rlscale.algorithms.registry import (
     vector_observations_only,
 )
 
-__all__ = ["BCO", "BCOConfig", "DAgger", "DAggerConfig", "IQLearn", "IQLearnConfig"]
+__all__ = [
+    "BCO",
+    "BCOConfig",
+    "DAgger",
+    "DAggerConfig",
+    "GAIL",
+    "GAILConfig",
+    "IQLearn",
+    "IQLearnConfig",
+    "StateOnlyIL",
+    "StateOnlyILConfig",
+]
 
 
 def discrete_or_box_actions(_: gym.Space, action_space: gym.Space) -> str | None:
@@ -21,17 +34,6 @@ def discrete_or_box_actions(_: gym.Space, action_space: gym.Space) -> str | None
     if isinstance(action_space, gym.spaces.Discrete | gym.spaces.Box):
         return None
     return f"it clones Discrete or Box actions, and the action space is {action_space}"
-
-
-def discrete_actions_for_now(_: gym.Space, action_space: gym.Space) -> str | None:
-    """Space check of ``iq_learn``: its soft-Q policy is over Discrete actions (the continuous
-    variant, on the shared SAC actor, is not written yet)."""
-    if isinstance(action_space, gym.spaces.Discrete):
-        return None
-    return (
-        f"iq_learn is implemented for Discrete actions only so far, and the action space is "
-        f"{action_space}; for Box actions use bc or dagger"
-    )
 
 
 register_algorithm(
@@ -49,10 +51,13 @@ register_algorithm(
     AlgorithmEntry(
         name="iq_learn",
         family="imitation",
-        summary="IQ-Learn: inverse soft-Q learning from demonstrations (offline, chi-squared)",
+        summary="IQ-Learn: inverse soft-Q learning from demonstrations (chi-squared; online "
+        "with a SAC-style actor for Box actions, offline for Discrete by default)",
         config_class=IQLearnConfig,
-        space_checks=(vector_observations_only, discrete_actions_for_now),
-        inputs=(Input.DATASET,),
+        space_checks=(vector_observations_only, discrete_or_box_actions),
+        # Online mode samples the env (the default for Box actions); offline runs only
+        # evaluate in it.
+        inputs=(Input.ENVIRONMENT, Input.DATASET),
         attach_dataset=attach_demonstrations,
     )
 )
@@ -63,6 +68,30 @@ register_algorithm(
         family="imitation",
         summary="BCO: behaviour cloning from observation (an inverse model labels the demos)",
         config_class=BCOConfig,
+        space_checks=(vector_observations_only, discrete_or_box_actions),
+        inputs=(Input.ENVIRONMENT, Input.DATASET),
+        attach_dataset=attach_demonstrations,
+    )
+)
+
+register_algorithm(
+    AlgorithmEntry(
+        name="state_only_il",
+        family="imitation",
+        summary="State-only IL (SOIL-TDM): SAC on expert/agent state-transition flow densities",
+        config_class=StateOnlyILConfig,
+        space_checks=(vector_observations_only, discrete_or_box_actions),
+        inputs=(Input.ENVIRONMENT, Input.DATASET),
+        attach_dataset=attach_demonstrations,
+    )
+)
+
+register_algorithm(
+    AlgorithmEntry(
+        name="gail",
+        family="imitation",
+        summary="GAIL: PPO on a discriminator's reward -log(1 - D(s, a)), expert vs policy pairs",
+        config_class=GAILConfig,
         space_checks=(vector_observations_only, discrete_or_box_actions),
         inputs=(Input.ENVIRONMENT, Input.DATASET),
         attach_dataset=attach_demonstrations,
