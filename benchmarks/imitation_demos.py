@@ -1,7 +1,11 @@
 """Return against the number of demonstrations: iq_learn, bco and bc on the same expert episodes.
 
-    nice -n 19 .venv/bin/python benchmarks/imitation_demos.py [--demos 1 4 16] [--seeds 0 1 2]
+    nice -n 19 .venv/bin/python benchmarks/imitation_demos.py [--env CartPole-v1]
+        [--algorithms ...] [--demos 1 4 16] [--seeds 0 1 2]
         [--json benchmarks/results/imitation_demos_cartpole.json]
+
+``--env InvertedPendulum-v5`` uses the ``inverted_pendulum_balance`` expert (``SETTINGS``
+holds each env's expert and budgets; iq_learn and state_only_il have none there yet).
 
 For each demonstration count N, N episodes of the scripted ``cartpole_centered`` expert
 (episode seeds 0..N-1) are written as a Minari dataset (in a temporary Minari root), and each
@@ -37,16 +41,25 @@ from rlscale.datasets.store import write_dataset
 from rlscale.envs import make_env
 from rlscale.policies import scripted_policy
 
-ENV = "CartPole-v1"
-EXPERT = "cartpole_centered"
-ITERATIONS = {"iq_learn": 10, "bc": 50, "bco": 5}
+SETTINGS = {
+    "CartPole-v1": {
+        "expert": "cartpole_centered",
+        "iterations": {"iq_learn": 10, "bc": 50, "bco": 5},
+    },
+    "InvertedPendulum-v5": {
+        "expert": "inverted_pendulum_balance",
+        "iterations": {"bc": 50, "bco": 5},
+    },
+}
+"""Per env: the scripted expert and each algorithm's training iterations (module doc)."""
 
 
-def write_demonstrations(count: int, root: Path) -> str:
-    name = f"cartpole/centered{count}-v0"
-    env = make_env(ENV, {})
+def write_demonstrations(env_id: str, count: int, root: Path) -> str:
+    expert = SETTINGS[env_id]["expert"]
+    name = f"demos/{env_id.lower().replace('-', '_')}_{count}-v0"
+    env = make_env(env_id, {})
     try:
-        act = scripted_policy(EXPERT)(env.observation_space, env.action_space)
+        act = scripted_policy(expert)(env.observation_space, env.action_space)
         episodes = [run_episode(env, act, seed) for seed in range(count)]
         write_dataset(
             name,
@@ -54,7 +67,7 @@ def write_demonstrations(count: int, root: Path) -> str:
             env.observation_space,
             env.action_space,
             env.spec,
-            {"algorithm_name": EXPERT},
+            {"algorithm_name": expert},
             root=root,
         )
     finally:
@@ -62,12 +75,12 @@ def write_demonstrations(count: int, root: Path) -> str:
     return name
 
 
-def train_once(algorithm: str, dataset: str, seed: int, output: Path) -> dict:
+def train_once(env_id: str, algorithm: str, dataset: str, seed: int, output: Path) -> dict:
     spec = rlscale.ExperimentSpec(
         algorithm=algorithm,
-        env=ENV,
+        env=env_id,
         dataset=dataset,
-        stop={"iterations": ITERATIONS[algorithm]},
+        stop={"iterations": SETTINGS[env_id]["iterations"][algorithm]},
         seed=seed,
         output=output,
         checkpoint={"every": 0},
@@ -81,11 +94,12 @@ def train_once(algorithm: str, dataset: str, seed: int, output: Path) -> dict:
     }
 
 
-def print_table(rows: list[dict], demos: list[int]) -> None:
-    print(f"\n{ENV}, {EXPERT} demonstrations, greedy return at the end of training")
+def print_table(env_id: str, rows: list[dict], demos: list[int]) -> None:
+    expert = SETTINGS[env_id]["expert"]
+    print(f"\n{env_id}, {expert} demonstrations, greedy return at the end of training")
     print("| algorithm | " + " | ".join(f"{n} demos" for n in demos) + " |")
     print("| --- |" + " --- |" * len(demos))
-    for algorithm in ITERATIONS:
+    for algorithm in dict.fromkeys(row["algorithm"] for row in rows):
         cells = []
         for count in demos:
             returns = [
@@ -102,6 +116,8 @@ def print_table(rows: list[dict], demos: list[int]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--env", choices=sorted(SETTINGS), default="CartPole-v1")
+    parser.add_argument("--algorithms", nargs="+", default=None, help="default: all the env's")
     parser.add_argument("--demos", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--json", type=Path, default=None)
@@ -109,22 +125,27 @@ def main(argv: list[str] | None = None) -> None:
 
     work = Path(tempfile.mkdtemp(prefix="imitation_demos_"))
     os.environ["MINARI_DATASETS_PATH"] = str(work / "datasets")
+    iterations = SETTINGS[args.env]["iterations"]
+    algorithms = args.algorithms or list(iterations)
+    unknown = sorted(set(algorithms) - set(iterations))
+    if unknown:
+        parser.error(f"no budget for {', '.join(unknown)} on {args.env}: add it to SETTINGS")
     rows = []
     for count in args.demos:
-        dataset = write_demonstrations(count, work / "datasets")
-        for algorithm in ITERATIONS:
+        dataset = write_demonstrations(args.env, count, work / "datasets")
+        for algorithm in algorithms:
             for seed in args.seeds:
-                run = train_once(algorithm, dataset, seed, work / "runs")
+                run = train_once(args.env, algorithm, dataset, seed, work / "runs")
                 rows.append({"algorithm": algorithm, "demos": count, "seed": seed, **run})
                 print(f"{algorithm} demos={count} seed={seed}: {run}", file=sys.stderr)
-    print_table(rows, args.demos)
+    print_table(args.env, rows, args.demos)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         report = {
             "benchmark": "imitation_demos",
-            "env": ENV,
-            "expert": EXPERT,
-            "iterations": ITERATIONS,
+            "env": args.env,
+            "expert": SETTINGS[args.env]["expert"],
+            "iterations": {name: iterations[name] for name in algorithms},
             "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
             "rows": rows,
         }

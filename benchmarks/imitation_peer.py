@@ -54,7 +54,7 @@ DEMOS = 4
 BATCH_SIZE = 256
 BC_UPDATES = 2_000
 DAGGER_ROUNDS, DAGGER_LABELS_PER_ROUND, DAGGER_UPDATES_PER_ROUND = 4, 500, 500
-GAIL_ENV_STEPS = 100_000
+GAIL_ENV_STEPS = 40_000
 EVAL_EPISODES, EVAL_SEED = 10, 100
 
 
@@ -105,7 +105,7 @@ def rlscale_spec(algorithm: str, env_id: str, dataset: str, seed: int, work: Pat
     else:
         extra["dataset"] = dataset
         hyperparameters = {"num_demos": DEMOS}
-    stop = {"iterations": iterations} if iterations else {"env_steps": GAIL_ENV_STEPS}
+    stop = {"iterations": iterations} if iterations else {"timesteps": GAIL_ENV_STEPS}
     return rlscale.ExperimentSpec(
         algorithm=algorithm,
         env=env_id,
