@@ -5,7 +5,7 @@
         [--json benchmarks/results/imitation_demos_cartpole.json]
 
 ``--env InvertedPendulum-v5`` uses the ``inverted_pendulum_balance`` expert (``SETTINGS``
-holds each env's expert and budgets; iq_learn and state_only_il have none there yet).
+holds each env's expert and budgets).
 
 For each demonstration count N, N episodes of the scripted ``cartpole_centered`` expert
 (episode seeds 0..N-1) are written as a Minari dataset (in a temporary Minari root), and each
@@ -16,7 +16,10 @@ Ray (bound to 127.0.0.1), one run at a time:
   (``subsample_every`` 1);
 - ``bc``: 50 iterations of 100 updates (5,000), RLlib's BC on the same dataset;
 - ``bco``: 5 iterations (2,000 random env steps, then 4 x 1,000 policy steps), the
-  demonstrations' states only.
+  demonstrations' states only;
+- ``state_only_il``: 20 iterations (20,480 env steps), the demonstrations' states only.
+
+On InvertedPendulum-v5 ``iq_learn`` is online (20 iterations, 20,000 env steps).
 
 The score is the greedy evaluation at the end of training (10 episodes, the offline runs'
 periodic evaluation). Prints a Markdown table (mean and per-seed returns per algorithm and N)
@@ -44,11 +47,11 @@ from rlscale.policies import scripted_policy
 SETTINGS = {
     "CartPole-v1": {
         "expert": "cartpole_centered",
-        "iterations": {"iq_learn": 10, "bc": 50, "bco": 5},
+        "iterations": {"iq_learn": 10, "bc": 50, "bco": 5, "state_only_il": 20},
     },
     "InvertedPendulum-v5": {
         "expert": "inverted_pendulum_balance",
-        "iterations": {"bc": 50, "bco": 5},
+        "iterations": {"bc": 50, "bco": 5, "iq_learn": 20, "state_only_il": 20},
     },
 }
 """Per env: the scripted expert and each algorithm's training iterations (module doc)."""

@@ -70,8 +70,8 @@ class IQLearnLearner(TorchLearner):
 class ContinuousIQLearnLearner(SACLearner):
     """Box actions: the critics' IQ-Learn loss, SAC's actor loss against them, and (with
     ``learn_temperature``) SAC's temperature loss. SACLearner's optimizers (``actor_lr``,
-    ``critic_lr``, ``alpha_lr``) step them; its Polyak update moves a target copy of the
-    critics that IQ-Learn never reads."""
+    ``critic_lr``, ``alpha_lr``) step them; its Polyak update moves the target critics that
+    V(s') comes from (``next_value_from_target``)."""
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
         module = self._module[module_id].unwrapped()

@@ -15,7 +15,8 @@ LOGGED_Q = "logged_q"
 POLICY_Q = "policy_q"
 """Each critic's Q(s, a~) of a policy sample a~ ~ pi(s), held fixed: ``[critics, rows]``."""
 NEXT_POLICY_Q = "next_policy_q"
-"""Each critic's Q(s', a~') of a policy sample at s', held fixed: ``[critics, rows]``."""
+"""Each critic's Q(s', a~') of a policy sample at s', held fixed: ``[critics, rows]`` (from the
+target critics with the model config's ``next_value_from_target``)."""
 POLICY_LOGP = "policy_logp"
 """log pi(a~|s), detached: ``[rows]``."""
 NEXT_POLICY_LOGP = "next_policy_logp"
@@ -37,12 +38,18 @@ class IQLearnActorCriticModule(SACModule):
         logged = batch[Columns.ACTIONS].reshape(rows, self.action_dim).float()
         logged_q = self._critic_values(self.critics, obs, logged.unsqueeze(0))[:, 0]
         # The value estimates train the critics only: the samples are held fixed there.
-        policy_q = self._critic_values(self.critics, both, actions.detach())[:, 0]
+        next_critics = (
+            self._target_critics
+            if self.model_config.get("next_value_from_target")
+            else self.critics
+        )
+        policy_q = self._critic_values(self.critics, obs, actions[:, :rows].detach())[:, 0]
+        next_policy_q = self._critic_values(next_critics, next_obs, actions[:, rows:].detach())
         actor_q = self._critic_values(self.critics, obs, actions[:, :rows], detach_weights=True)
         return {
             LOGGED_Q: logged_q,
-            POLICY_Q: policy_q[:, :rows],
-            NEXT_POLICY_Q: policy_q[:, rows:],
+            POLICY_Q: policy_q,
+            NEXT_POLICY_Q: next_policy_q[:, 0],
             POLICY_LOGP: logps[0, :rows].detach(),
             NEXT_POLICY_LOGP: logps[0, rows:].detach(),
             ACTOR_Q: actor_q[:, 0].min(dim=0).values,
