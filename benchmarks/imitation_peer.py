@@ -93,6 +93,10 @@ def rlscale_spec(algorithm: str, env_id: str, dataset: str, seed: int, work: Pat
     if algorithm == "bc":
         iterations = BC_UPDATES // 100  # bc: 100 updates of 256 per iteration
         extra["dataset"] = dataset
+        # Offline algorithms evaluate in the env every few iterations while training; the
+        # peer does not, and the time measured is training alone. (RLlib's offline config
+        # needs an evaluation interval when it is not given the spaces: one past the run.)
+        hyperparameters["evaluation_interval"] = iterations + 1
     elif algorithm == "dagger":
         iterations = DAGGER_ROUNDS
         extra["expert"] = EXPERTS[env_id]

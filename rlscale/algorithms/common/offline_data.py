@@ -59,7 +59,7 @@ class MinariOfflineData(OfflineData):
             **read_options(consumers),
             fn_kwargs={
                 "keys": LEARNER_BATCH_KEYS,
-                "action_bounds": _normalized_action_bounds(config, metadata),
+                "action_bounds": normalized_action_bounds(config, metadata),
             },
         )
         if float(metadata.get("dataset_size", np.inf)) <= SMALL_DATASET_MB:
@@ -109,7 +109,7 @@ SMALL_DATASET_MB = 64.0
 """Datasets up to this size on disk are kept in Ray's object store after the first pass."""
 
 
-def _normalized_action_bounds(
+def normalized_action_bounds(
     config: AlgorithmConfig, metadata: dict
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The bounds to rescale logged actions by, or None when they are used as logged.

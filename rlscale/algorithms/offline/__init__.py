@@ -1,6 +1,6 @@
 """Offline family: BC, CQL (continuous, SAC-based) and discrete CQL, from Minari datasets."""
 
-from rlscale.algorithms.offline.bc import BC, BCConfig
+from rlscale.algorithms.offline.bc import BC, BCConfig, attach_bc_dataset
 from rlscale.algorithms.offline.cql import CQL, CQLConfig, CQLLearner, CQLModule
 from rlscale.algorithms.offline.cql_discrete import (
     DiscreteCQL,
@@ -36,6 +36,7 @@ register_algorithm(
         config_class=BCConfig,
         space_checks=(vector_observations_only,),
         inputs=(Input.DATASET,),
+        attach_dataset=attach_bc_dataset,
     )
 )
 register_algorithm(
