@@ -27,6 +27,7 @@ ENVS_OF = {
     "cartpole_centered": ("CartPole-v1",),
     "pendulum_swing_up": ("Pendulum-v1",),
     "inverted_pendulum_balance": ("InvertedPendulum-v5",),
+    "point_mass_two_ways": ("rlscale/PointMassObstacle-v0",),
 }
 """The environments each scripted policy is made for; a new one must be added here."""
 
@@ -79,8 +80,8 @@ def test_unknown_policy_name_suggests_the_nearest_and_lists_all():
     with pytest.raises(PolicyError, match="Did you mean: cartpole_balance[,?]") as raised:
         scripted_policy("cartpole_balanse")
     assert (
-        "cartpole_balance, cartpole_centered, inverted_pendulum_balance, pendulum_swing_up, random"
-        in str(raised.value)
+        "cartpole_balance, cartpole_centered, inverted_pendulum_balance, pendulum_swing_up, "
+        "point_mass_two_ways, random" in str(raised.value)
     )
 
 

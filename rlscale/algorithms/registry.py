@@ -31,6 +31,7 @@ FAMILY_PACKAGES = (
     "rlscale.algorithms.offline",
     "rlscale.algorithms.model_based",
     "rlscale.algorithms.imitation",
+    "rlscale.algorithms.generative",
 )
 
 SpaceCheck = Callable[[gym.Space, gym.Space], str | None]

@@ -5,16 +5,18 @@
 on every EnvRunner, and ``list_envs`` backs ``rlscale envs``. Ray and PettingZoo load lazily.
 
 Importing this package registers rlscale's own Gymnasium ids (``rlscale/ContinuousCartPole-v0``,
-``rlscale/ContinuousCartPoleSwingUp-v0``; see :mod:`rlscale.envs.continuous_cartpole`), so every
+``rlscale/ContinuousCartPoleSwingUp-v0``, see :mod:`rlscale.envs.continuous_cartpole`;
+``rlscale/PointMassObstacle-v0``, see :mod:`rlscale.envs.point_mass`), so every
 process that builds environments through rlscale, RLlib's EnvRunners included, finds them.
 """
 
-from rlscale.envs import continuous_cartpole
+from rlscale.envs import continuous_cartpole, point_mass
 from rlscale.envs.info import RECORD_VIDEO_KEY, EnvInfo, EnvListing
 from rlscale.envs.registry import list_envs, make_env, resolve_env
 from rlscale.envs.rllib import MULTI_AGENT_MODES, multi_agent_policies, register_with_rllib
 
 continuous_cartpole.register()
+point_mass.register()
 
 __all__ = [
     "MULTI_AGENT_MODES",

@@ -125,6 +125,26 @@ def _mean_std(prefix: str, values: np.ndarray) -> dict[str, list[float]]:
     }
 
 
+def flat_size(space: gym.Space) -> int | None:
+    """The width of a flat vector space, None for any other space."""
+    return space.shape[0] if len(space.shape or ()) == 1 else None
+
+
+def register_statistics(module: torch.nn.Module, sizes: dict[str, int | None]) -> None:
+    """Buffers ``<prefix>_mean`` and ``<prefix>_std`` on an RLModule built with
+    ``standardize``, from its ``dataset_statistics``; None where the size is None or without
+    ``standardize``. They hold the identity (0, 1) until the dataset's statistics are given
+    (training) or restored with the weights (evaluation builds the module without a dataset)."""
+    statistics = module.model_config.get("dataset_statistics") or {}
+    standardize = module.model_config.get("standardize", False)
+    for prefix, size in sizes.items():
+        for suffix, identity in (("mean", 0.0), ("std", 1.0)):
+            name = f"{prefix}_{suffix}"
+            values = statistics.get(name, [identity] * (size or 0))
+            tensor = torch.tensor(values, dtype=torch.float32)
+            module.register_buffer(name, tensor if standardize and size else None)
+
+
 class StandardizedBCModule(DefaultBCTorchRLModule):
     """RLlib's BC module between the dataset's units and the env's: observations are
     standardized on the way in; for Box actions the predicted mean and log std are mapped
@@ -135,22 +155,9 @@ class StandardizedBCModule(DefaultBCTorchRLModule):
 
     def setup(self) -> None:
         super().setup()
-        # Identity until the dataset's statistics are given (training) or restored with the
-        # weights (evaluation builds the module without a dataset).
-        statistics = self.model_config.get("dataset_statistics") or {}
-        standardize = self.model_config.get("standardize", False)
-        flat_observations = len(self.observation_space.shape or ()) == 1
         box_actions = isinstance(self.action_space, gym.spaces.Box)
-        sizes = {
-            "obs": self.observation_space.shape[0] if flat_observations else None,
-            "action": int(np.prod(self.action_space.shape)) if box_actions else None,
-        }
-        for prefix, size in sizes.items():
-            for suffix, identity in (("mean", 0.0), ("std", 1.0)):
-                name = f"{prefix}_{suffix}"
-                values = statistics.get(name, [identity] * (size or 0))
-                tensor = torch.tensor(values, dtype=torch.float32)
-                self.register_buffer(name, tensor if standardize and size else None)
+        action_size = int(np.prod(self.action_space.shape)) if box_actions else None
+        register_statistics(self, {"obs": flat_size(self.observation_space), "action": action_size})
 
     @override(DefaultBCTorchRLModule)
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:

@@ -11,6 +11,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
     "elu": nn.ELU,
     "silu": nn.SiLU,  # "swish", the activation of PETS's and MBPO's dynamics models
+    "mish": nn.Mish,  # Diffusion-QL's noise-prediction network
 }
 
 

@@ -1,0 +1,174 @@
+"""Diffusion behaviour cloning: a policy that samples actions by denoising (Chi et al. 2023,
+"Diffusion Policy: Visuomotor Policy Learning via Action Diffusion",
+https://arxiv.org/abs/2303.04137, on vector observations without action chunks).
+
+Gaussian behaviour cloning fits one mode per state: where the demonstrator goes left or right
+around an obstacle, its mean goes straight into it. A diffusion policy models the whole action
+distribution ``p(a | s)``. The Learner minimizes DDPM's noise-prediction loss on logged
+(observation, action) pairs (Ho, Jain & Abbeel 2020, https://arxiv.org/abs/2006.11239):
+
+    L(theta) = E_{(s, a) ~ D, t ~ U{0..T-1}, eps ~ N(0, I)}
+               || eps - eps_theta(sqrt(alpha_bar_t) a + sqrt(1 - alpha_bar_t) eps, t, s) ||^2
+
+and the policy acts by running DDIM (Song, Meng & Ermon 2021,
+https://arxiv.org/abs/2010.02502) over ``ddim_steps`` of the ``diffusion_steps`` indices from
+Gaussian noise, on the EnvRunner's CPU copy (``ddim_eta`` 0: deterministic given the noise).
+The model is ``rlscale.modules.generative.ConditionalDiffusion``; actions are modelled in the
+units the learner sees them in ([-1, 1] with RLlib's ``normalize_actions``, the default), and
+observations are standardized with the dataset's statistics (``standardize``, as for ``bc``).
+
+The data path is ``bc``'s: RLlib's BC algorithm reads the Minari dataset through Ray Data and
+runs ``updates_per_iteration`` updates per iteration; only the module and the loss differ.
+Acting samples in both exploration and evaluation: the policy *is* the distribution, and a
+greedy diffusion policy has no single mode to return.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
+
+from rlscale.algorithms.offline.bc import BC, BCConfig, flat_size, register_statistics
+from rlscale.modules.generative.diffusion import (
+    BETA_SCHEDULES,
+    ConditionalDiffusion,
+    DiffusionSettings,
+)
+
+DIFFUSION_LOSS = "diffusion_loss"
+DEFAULTS = DiffusionSettings()
+
+
+class DiffusionBCConfig(BCConfig):
+    """``bc``'s offline pipeline and observation standardization with a diffusion policy."""
+
+    RLSCALE_KEYS: ClassVar[tuple[str, ...]] = (
+        *BCConfig.RLSCALE_KEYS,
+        "diffusion_steps",
+        "beta_schedule",
+        "ddim_steps",
+        "ddim_eta",
+    )
+
+    def __init__(self, algo_class=None):
+        super().__init__(algo_class=algo_class or DiffusionBC)
+        self.diffusion_steps = DEFAULTS.steps
+        """``T``, the number of noise levels the model is trained on."""
+        self.beta_schedule = DEFAULTS.beta_schedule
+        """The noise schedule (``rlscale.modules.generative.diffusion.BETA_SCHEDULES``)."""
+        self.ddim_steps = 10
+        """Denoising steps per action when acting (a DDIM sub-sequence of the ``T`` indices):
+        10 keeps a CPU EnvRunner's action well under 5 ms (docs/benchmarks.md)."""
+        self.ddim_eta = 0.0
+        """DDIM's noise weight: 0 is deterministic given the initial noise, 1 is DDPM-like."""
+        self.lr = 3e-4
+        self.hidden_sizes = list(DEFAULTS.hidden_sizes)
+        self.activation = DEFAULTS.activation
+
+    @property
+    def _model_config_auto_includes(self) -> dict[str, Any]:
+        return super()._model_config_auto_includes | {
+            "diffusion_steps": self.diffusion_steps,
+            "beta_schedule": self.beta_schedule,
+            "ddim_steps": self.ddim_steps,
+            "ddim_eta": self.ddim_eta,
+            "normalize_actions": self.normalize_actions,
+        }
+
+    def get_default_rl_module_spec(self) -> RLModuleSpec:
+        return RLModuleSpec(module_class=DiffusionBCModule)
+
+    def get_default_learner_class(self) -> type[TorchLearner]:
+        return DiffusionBCLearner
+
+    def validate(self) -> None:
+        super().validate()
+        steps = self.diffusion_steps
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            self._value_error(f"diffusion_steps must be a positive integer, got {steps!r}")
+        if self.beta_schedule not in BETA_SCHEDULES:
+            self._value_error(
+                f"beta_schedule must be one of {', '.join(BETA_SCHEDULES)}, "
+                f"got {self.beta_schedule!r}"
+            )
+        ddim = self.ddim_steps
+        if not isinstance(ddim, int) or isinstance(ddim, bool) or not 1 <= ddim <= steps:
+            self._value_error(
+                f"ddim_steps must be an integer from 1 to diffusion_steps ({steps}), got "
+                f"{ddim!r}: DDIM samples with a sub-sequence of the trained noise levels"
+            )
+        if not 0.0 <= float(self.ddim_eta) <= 1.0:
+            self._value_error(f"ddim_eta must lie in [0, 1], got {self.ddim_eta!r}")
+
+
+class DiffusionBCModule(TorchRLModule):
+    """Standardized observations into a ``ConditionalDiffusion`` over the actions; every
+    forward pass (exploration and inference alike) returns sampled ``actions``."""
+
+    def setup(self) -> None:
+        config = self.model_config
+        if not isinstance(self.action_space, gym.spaces.Box):
+            raise ValueError("diffusion_bc needs a Box action space")
+        observation_size = flat_size(self.observation_space)
+        if observation_size is None:
+            raise ValueError("diffusion_bc needs flat vector observations")
+        register_statistics(self, {"obs": observation_size})
+        action_size = int(np.prod(self.action_space.shape))
+        if config.get("normalize_actions", True):
+            low, high = -1.0, 1.0
+        else:
+            low = torch.as_tensor(self.action_space.low, dtype=torch.float32).reshape(-1)
+            high = torch.as_tensor(self.action_space.high, dtype=torch.float32).reshape(-1)
+        settings = DiffusionSettings(
+            steps=int(config.get("diffusion_steps", DEFAULTS.steps)),
+            beta_schedule=config.get("beta_schedule", DEFAULTS.beta_schedule),
+            hidden_sizes=tuple(config.get("hidden_sizes", DEFAULTS.hidden_sizes)),
+            activation=config.get("activation", DEFAULTS.activation),
+        )
+        self.diffusion = ConditionalDiffusion(
+            action_size, observation_size, settings, action_low=low, action_high=high
+        )
+        self.ddim_steps = int(config.get("ddim_steps", settings.steps))
+        self.ddim_eta = float(config.get("ddim_eta", 0.0))
+
+    def standardized(self, observations: torch.Tensor) -> torch.Tensor:
+        observations = observations.float()
+        if self.obs_mean is None:
+            return observations
+        return (observations - self.obs_mean) / self.obs_std
+
+    def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        actions = self.diffusion.sample(
+            self.standardized(batch[Columns.OBS]), ddim_steps=self.ddim_steps, eta=self.ddim_eta
+        )
+        return {Columns.ACTIONS: actions.reshape(-1, *self.action_space.shape)}
+
+    def _forward_train(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        # The loss needs no forward output: it draws its own noise levels (DiffusionBCLearner).
+        return {}
+
+
+class DiffusionBCLearner(TorchLearner):
+    """DDPM's noise-prediction loss on the batch's (observation, action) pairs."""
+
+    def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
+        module = self.module[module_id].unwrapped()
+        actions = batch[Columns.ACTIONS].float().reshape(len(batch[Columns.ACTIONS]), -1)
+        loss = module.diffusion.loss(actions, module.standardized(batch[Columns.OBS]))
+        self.metrics.log_value((module_id, DIFFUSION_LOSS), loss.item(), window=1)
+        return loss
+
+
+class DiffusionBC(BC):
+    """RLlib's BC training step (offline data through Ray Data, then Learner updates)."""
+
+    @classmethod
+    def get_default_config(cls) -> DiffusionBCConfig:
+        return DiffusionBCConfig()

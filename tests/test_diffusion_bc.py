@@ -1,0 +1,160 @@
+"""diffusion_bc: the config's checks before Ray, the module (sampled actions inside the bounds,
+observation standardization kept with the weights), the Learner's loss, and learning checks."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from conftest import write_scripted_dataset
+from ray.rllib.core.columns import Columns
+
+import rlscale
+from rlscale.algorithms.generative import DiffusionBCConfig, DiffusionBCModule
+from rlscale.datasets.collect import run_episode
+from rlscale.envs import make_env, point_mass
+from rlscale.errors import IncompatibleSpaceError, SpecError
+from rlscale.platform.experiment import prepare
+from rlscale.platform.spec import ExperimentSpec
+from rlscale.policies import named_policy
+
+PENDULUM_OBSERVATIONS = gym.spaces.Box(-8.0, 8.0, (3,), np.float32)
+PENDULUM_ACTIONS = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def pendulum_dataset(minari_root) -> str:
+    return write_scripted_dataset(
+        minari_root, "pendulum/swingup-v0", 2, "Pendulum-v1", "pendulum_swing_up"
+    )
+
+
+def _spec(dataset: str, env: str = "Pendulum-v1", **hyperparameters) -> ExperimentSpec:
+    return ExperimentSpec(
+        algorithm="diffusion_bc", env=env, seed=0, dataset=dataset, hyperparameters=hyperparameters
+    )
+
+
+def test_discrete_actions_are_refused_naming_what_fits():
+    with pytest.raises(IncompatibleSpaceError, match=r"needs a Box .* Discrete\(2\).*bc"):
+        prepare(_spec("some/data-v0", env="CartPole-v1"), attach_dataset=False)
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "message"),
+    [
+        ({"ddim_steps": 200}, r"ddim_steps must be an integer from 1 to diffusion_steps \(100\)"),
+        ({"ddim_steps": 0}, r"ddim_steps must be an integer from 1 to diffusion_steps"),
+        ({"diffusion_steps": 0}, "diffusion_steps must be a positive integer"),
+        ({"beta_schedule": "cosine"}, "beta_schedule must be one of linear, squaredcos_cap_v2"),
+        ({"ddim_eta": 2.0}, r"ddim_eta must lie in \[0, 1\], got 2.0"),
+    ],
+)
+def test_bad_diffusion_settings_are_refused_before_ray(pendulum_dataset, hyperparameters, message):
+    with pytest.raises(SpecError, match=message):
+        prepare(_spec(pendulum_dataset, **hyperparameters))
+
+
+def test_the_dataset_gives_the_module_its_observation_statistics(pendulum_dataset):
+    config = prepare(_spec(pendulum_dataset)).config
+    statistics = config.model_config["dataset_statistics"]
+    assert len(statistics["obs_mean"]) == 3 and min(statistics["obs_std"]) > 0.01
+
+
+def _module(statistics: dict | None = None, **training) -> DiffusionBCModule:
+    config = DiffusionBCConfig().training(hidden_sizes=[32, 32], **training)
+    config.dataset_statistics = statistics  # as attach_bc_dataset sets it
+    return DiffusionBCModule(
+        observation_space=PENDULUM_OBSERVATIONS,
+        action_space=PENDULUM_ACTIONS,
+        model_config=config.model_config,
+    )
+
+
+def test_the_module_samples_actions_inside_the_learners_bounds():
+    torch.manual_seed(0)
+    module = _module()
+    observations = torch.as_tensor(
+        np.stack([PENDULUM_OBSERVATIONS.sample() for _ in range(64)]), dtype=torch.float32
+    )
+    for forward in (module.forward_inference, module.forward_exploration):
+        actions = forward({Columns.OBS: observations})[Columns.ACTIONS]
+        assert actions.shape == (64, 1)
+        # Normalized actions (RLlib's normalize_actions): [-1, 1], not the env's [-2, 2].
+        assert actions.abs().max() <= 1.0 and actions.std() > 0.05
+
+
+def test_observation_statistics_are_saved_with_the_weights():
+    statistics = {"obs_mean": [1.0, 2.0, 3.0], "obs_std": [2.0, 2.0, 4.0]}
+    trained = _module(statistics)
+    # Evaluation builds the module without the dataset and restores the buffers.
+    restored = _module()
+    restored.set_state(trained.get_state())
+    observations = torch.tensor([[3.0, 2.0, 7.0]])
+    assert torch.equal(restored.standardized(observations), torch.tensor([[1.0, 0.0, 1.0]]))
+    assert _module(statistics, standardize=False).obs_mean is None
+
+
+def test_the_noise_prediction_loss_falls_as_the_module_fits_a_policy():
+    """Actions a fixed function of the observation: the learner's loss is the diffusion
+    model's, and it falls with Adam updates on it."""
+    torch.manual_seed(0)
+    module = _module()
+    observations = torch.randn(512, 3)
+    actions = torch.tanh(observations[:, :1] - observations[:, 1:2])
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
+
+    def loss() -> torch.Tensor:
+        return module.diffusion.loss(actions, module.standardized(observations))
+
+    with torch.no_grad():
+        before = float(np.mean([loss().item() for _ in range(20)]))
+    for _ in range(300):
+        optimizer.zero_grad()
+        loss().backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = float(np.mean([loss().item() for _ in range(20)]))
+    assert after < 0.6 * before, (before, after)
+
+
+MULTIMODAL_DEMOS = 100
+MULTIMODAL_ITERATIONS = 40
+MULTIMODAL_EPISODES = 20
+
+
+@pytest.mark.slow
+def test_diffusion_bc_keeps_both_ways_around_the_obstacle(ray_local, minari_root, tmp_path):
+    """The expert passes the obstacle on a side drawn per episode: the diffusion policy,
+    sampling, goes both ways (each 30-70 % of the episodes) and reaches the goal in >= 90 %."""
+    env_id = point_mass.ENV_ID
+    name = write_scripted_dataset(
+        minari_root, "pointmass/two-ways-v0", MULTIMODAL_DEMOS, env_id, "point_mass_two_ways"
+    )
+    spec = ExperimentSpec(
+        algorithm="diffusion_bc",
+        env=env_id,
+        dataset=name,
+        seed=0,
+        stop={"iterations": MULTIMODAL_ITERATIONS},
+        output=tmp_path / "runs",
+        checkpoint={"every": 0},
+    )
+    result = rlscale.train(spec)
+    env = make_env(env_id, {})
+    policy = named_policy(str(result.checkpoint))(env.observation_space, env.action_space)
+    episodes = [run_episode(env, policy, 100 + seed) for seed in range(MULTIMODAL_EPISODES)]
+    success = np.mean([episode.rewards.sum() for episode in episodes])
+    # The side is plain after 5 steps: the expert is 0.49 out by then.
+    went_left = np.mean([episode.observations[5][0] < 0 for episode in episodes])
+    assert success >= 0.9, (success, went_left)
+    assert 0.3 <= went_left <= 0.7, (success, went_left)

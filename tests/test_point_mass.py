@@ -1,0 +1,70 @@
+"""rlscale/PointMassObstacle-v0 and its two-way scripted expert: the env passes Gymnasium's
+checker, the expert succeeds on both sides about equally often, and the mean of its two
+actions drives into the obstacle."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from rlscale.datasets.collect import run_episode
+from rlscale.envs import list_envs, make_env, point_mass
+from rlscale.policies import scripted_policy
+from rlscale.policies.scripted import point_mass_heading
+
+EPISODES = 40
+
+
+@pytest.fixture
+def env():
+    return make_env(point_mass.ENV_ID, {})
+
+
+def test_the_env_passes_gymnasiums_checker():
+    check_env(gym.make(point_mass.ENV_ID).unwrapped)
+
+
+def test_rlscale_lists_the_env_with_its_own():
+    listed = [listing.name for listing in list_envs(include_spaces=False, family="rlscale")]
+    assert point_mass.ENV_ID in listed
+
+
+def test_the_expert_succeeds_going_either_way(env):
+    expert = scripted_policy("point_mass_two_ways")(env.observation_space, env.action_space)
+    episodes = [run_episode(env, expert, seed) for seed in range(EPISODES)]
+    successes = [episode.rewards.sum() for episode in episodes]
+    assert np.mean(successes) == 1.0
+    went_left = [episode.observations[5][0] < 0 for episode in episodes]
+    assert 0.3 <= np.mean(went_left) <= 0.7
+    assert max(len(episode.actions) for episode in episodes) < point_mass.MAX_EPISODE_STEPS
+
+
+def _mean_of_both_sides(observation, rng) -> np.ndarray:
+    """What a policy that averages the expert's two modes does."""
+    position = np.asarray(observation, dtype=np.float64)
+    return np.mean([point_mass_heading(position, sign) for sign in (-1.0, 1.0)], axis=0)
+
+
+def test_the_mean_of_the_two_sides_fails(env):
+    episodes = [run_episode(env, _mean_of_both_sides, seed) for seed in range(10)]
+    assert np.mean([episode.rewards.sum() for episode in episodes]) <= 0.1
+
+
+def test_reaching_the_goal_succeeds_and_touching_the_obstacle_ends_the_episode(env):
+    env.reset(seed=0)
+    env.unwrapped._position = point_mass.GOAL - np.array([0.0, 0.1])
+    _, reward, terminated, _, info = env.step(np.array([0.0, 1.0], np.float32))
+    assert (reward, terminated, info["is_success"]) == (1.0, True, True)
+    env.reset(seed=0)
+    env.unwrapped._position = np.array([0.0, -0.45])
+    _, reward, terminated, _, info = env.step(np.array([0.0, 1.0], np.float32))
+    assert (reward, terminated, info["is_success"]) == (0.0, True, False)
+
+
+def test_a_seed_fixes_the_start(env):
+    first, _ = env.reset(seed=3)
+    again, _ = env.reset(seed=3)
+    assert np.array_equal(first, again)
+    assert np.all(np.abs(first - point_mass.START) <= point_mass.START_NOISE)
