@@ -27,21 +27,14 @@ from rlscale.modules.generative.diffusion import (
     sinusoidal_embedding,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 MODE = 1.0
 MODE_STD = 0.1
 BOUND = 1.5  # both modes, three standard deviations wide, lie inside [-1.5, 1.5]
 SMALL = DiffusionSettings(hidden_sizes=(64, 64, 64))  # the default T=100 cosine schedule
 TRAIN_STEPS = 3000
 SAMPLES = 4000
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small networks: one intra-op thread is faster than threads contending for shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def bounded_model(

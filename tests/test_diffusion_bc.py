@@ -19,16 +19,10 @@ from rlscale.platform.experiment import prepare
 from rlscale.platform.spec import ExperimentSpec
 from rlscale.policies import named_policy
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 PENDULUM_OBSERVATIONS = gym.spaces.Box(-8.0, 8.0, (3,), np.float32)
 PENDULUM_ACTIONS = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

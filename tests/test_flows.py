@@ -21,19 +21,12 @@ from rlscale.modules.generative import (
     fit_flow,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 KINDS = ("realnvp", "spline")
 
 GAUSSIAN_MEAN = torch.tensor([1.0, -2.0])
 GAUSSIAN_COVARIANCE = torch.tensor([[2.0, 1.2], [1.2, 1.0]])
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small networks: one intra-op thread is faster than threads contending for shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def correlated_gaussian() -> torch.distributions.MultivariateNormal:

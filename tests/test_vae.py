@@ -25,20 +25,13 @@ from rlscale.modules.generative.vae import (
     gaussian_kl_to_standard_normal,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SMALL = VAESettings(hidden_sizes=(64, 64))
 NOISE_STD = 0.05
 TRAIN_STEPS = 1500
 MODE = 0.6
 """The bimodal dataset's first action dimension is +-MODE (plus noise), each half the time."""
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small networks: one intra-op thread is faster than threads contending for shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def seeded(seed: int) -> torch.Generator:

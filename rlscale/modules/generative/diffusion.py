@@ -108,7 +108,13 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from rlscale.modules.generative.bounds import action_bounds
+from rlscale.modules.generative.inputs import (
+    action_bounds,
+    check_actions,
+    check_condition,
+    check_sizes,
+    is_int,
+)
 from rlscale.modules.networks.mlp import ACTIVATIONS, build_mlp
 
 BETA_SCHEDULES = ("linear", "squaredcos_cap_v2", "vp")
@@ -155,16 +161,16 @@ class DiffusionSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
-        if not _is_int(self.steps) or self.steps < 1:
+        if not is_int(self.steps) or self.steps < 1:
             raise ValueError(f"steps must be a positive integer, got steps={self.steps!r}")
         if self.beta_schedule not in BETA_SCHEDULES:
             raise ValueError(
                 f"unknown beta_schedule {self.beta_schedule!r}; choose one of {BETA_SCHEDULES}"
             )
-        if any(not _is_int(size) or size < 1 for size in self.hidden_sizes):
+        if any(not is_int(size) or size < 1 for size in self.hidden_sizes):
             raise ValueError(f"hidden_sizes must be positive integers, got {self.hidden_sizes}")
         size = self.step_embedding_size
-        if not _is_int(size) or size < 2 or size % 2:
+        if not is_int(size) or size < 2 or size % 2:
             raise ValueError(
                 f"step_embedding_size must be an even integer of at least 2 (sines and cosines "
                 f"in pairs), got {size!r}"
@@ -175,10 +181,6 @@ class DiffusionSettings:
             )
         if not isinstance(self.clip_denoised, bool):
             raise ValueError(f"clip_denoised must be True or False, got {self.clip_denoised!r}")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # ------------------------------------------------------------------------------------ schedules
@@ -195,7 +197,7 @@ class NoiseSchedule(NamedTuple):
 def noise_schedule(name: str, steps: int, dtype: torch.dtype = torch.float64) -> NoiseSchedule:
     """The schedule called ``name`` over ``steps`` indices (module docstring), computed in float64
     and returned in ``dtype``."""
-    if not _is_int(steps) or steps < 1:
+    if not is_int(steps) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got steps={steps!r}")
     if name == "linear":
         betas = linear_betas(steps)
@@ -312,13 +314,7 @@ class ConditionalDiffusion(nn.Module):
         action_high: Tensor | None = None,
     ):
         super().__init__()
-        if not _is_int(action_size) or action_size < 1:
-            raise ValueError(f"action_size must be a positive integer, got {action_size!r}")
-        if not _is_int(condition_size) or condition_size < 0:
-            raise ValueError(
-                f"condition_size must be 0 (unconditional) or a positive integer, "
-                f"got {condition_size!r}"
-            )
+        check_sizes(action_size, condition_size)
         self.settings = settings or DiffusionSettings()
         self.action_size = action_size
         self.condition_size = condition_size
@@ -415,7 +411,7 @@ class ConditionalDiffusion(nn.Module):
         Without ``grad`` the chain runs under ``torch.no_grad()``; with ``grad=True`` it keeps
         the graph, so that a loss on the actions reaches the network (Diffusion-QL).
         """
-        self._check_condition(condition, rows=None)
+        check_condition(condition, self.condition_size, rows=None)
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
         if sampler == "ddpm" and ddim_steps is not None:
@@ -442,7 +438,7 @@ class ConditionalDiffusion(nn.Module):
         is ``T - T/S``."""
         if ddim_steps is None:
             ddim_steps = self.steps
-        if not _is_int(ddim_steps) or not 1 <= ddim_steps <= self.steps:
+        if not is_int(ddim_steps) or not 1 <= ddim_steps <= self.steps:
             raise ValueError(
                 f"ddim_steps must be an integer from 1 to the model's steps={self.steps}, "
                 f"got ddim_steps={ddim_steps!r}"
@@ -525,28 +521,8 @@ class ConditionalDiffusion(nn.Module):
     def check(self, actions: Tensor, condition: Tensor) -> None:
         """Raise ``ValueError`` unless ``actions`` is ``[B, action_size]`` and ``condition``
         ``[B, condition_size]``."""
-        if actions.dim() != 2 or actions.shape[1] != self.action_size:
-            raise ValueError(
-                f"expected actions of shape [batch, {self.action_size}], got {tuple(actions.shape)}"
-            )
-        self._check_condition(condition, rows=actions.shape[0])
-
-    def _check_condition(self, condition: Tensor, rows: int | None) -> None:
-        if not isinstance(condition, Tensor):
-            raise ValueError(
-                f"expected condition as a tensor of shape [batch, {self.condition_size}], got "
-                f"{type(condition).__name__} (an unconditional model takes torch.empty(batch, 0))"
-            )
-        if condition.dim() != 2 or condition.shape[1] != self.condition_size:
-            raise ValueError(
-                f"expected condition of shape [batch, {self.condition_size}], "
-                f"got {tuple(condition.shape)}"
-            )
-        if rows is not None and condition.shape[0] != rows:
-            raise ValueError(
-                f"condition has {condition.shape[0]} rows but the actions have {rows}; "
-                "give one condition row per action row"
-            )
+        check_actions(actions, self.action_size)
+        check_condition(condition, self.condition_size, rows=actions.shape[0])
 
     def extra_repr(self) -> str:
         return (

@@ -67,7 +67,14 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from rlscale.modules.generative.bounds import action_bounds
+from rlscale.modules.generative.inputs import (
+    action_bounds,
+    check_actions,
+    check_condition,
+    check_sizes,
+    describe,
+    is_int,
+)
 from rlscale.modules.networks.mlp import ACTIVATIONS, build_mlp
 
 BCQ_LOG_STD_BOUNDS = (-4.0, 15.0)
@@ -108,12 +115,12 @@ class VAESettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         object.__setattr__(self, "log_std_bounds", tuple(self.log_std_bounds))
-        if self.latent_size is not None and (not _is_int(self.latent_size) or self.latent_size < 1):
+        if self.latent_size is not None and (not is_int(self.latent_size) or self.latent_size < 1):
             raise ValueError(
                 f"latent_size must be a positive integer or None (twice the action size), "
                 f"got latent_size={self.latent_size!r}"
             )
-        if any(not _is_int(size) or size < 1 for size in self.hidden_sizes):
+        if any(not is_int(size) or size < 1 for size in self.hidden_sizes):
             raise ValueError(f"hidden_sizes must be positive integers, got {self.hidden_sizes}")
         if not _is_real(self.beta) or not math.isfinite(self.beta) or self.beta < 0:
             raise ValueError(f"beta must be a finite number >= 0, got beta={self.beta!r}")
@@ -140,10 +147,6 @@ class VAESettings:
                 f"log_std_bounds must be two finite numbers (low, high) with low < high, "
                 f"got log_std_bounds={bounds!r}"
             )
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_real(value: object) -> bool:
@@ -185,13 +188,7 @@ class ConditionalVAE(nn.Module):
         action_high: Tensor | float | None = None,
     ):
         super().__init__()
-        if not _is_int(action_size) or action_size < 1:
-            raise ValueError(f"action_size must be a positive integer, got {action_size!r}")
-        if not _is_int(condition_size) or condition_size < 0:
-            raise ValueError(
-                f"condition_size must be 0 (unconditional) or a positive integer, "
-                f"got {condition_size!r}"
-            )
+        check_sizes(action_size, condition_size)
         self.settings = settings or VAESettings()
         self.action_size = action_size
         self.condition_size = condition_size
@@ -245,7 +242,7 @@ class ConditionalVAE(nn.Module):
         (``prior_latent``, BCQ's sampling); a given ``latent [B, latent_size]`` is used as is.
         Differentiable in the decoder's parameters, the condition and the latent.
         """
-        self._check_condition(condition, rows=None)
+        check_condition(condition, self.condition_size, rows=None)
         if latent is None:
             latent = self.prior_latent(condition.shape[0], generator)
         else:
@@ -298,9 +295,9 @@ class ConditionalVAE(nn.Module):
         """``num_samples`` actions per condition row from the (clipped) prior, without
         gradients: ``[B, num_samples, action_size]``, as BCQ draws candidate actions per state.
         ``decode`` is the differentiable route."""
-        if not _is_int(num_samples) or num_samples < 1:
+        if not is_int(num_samples) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
-        self._check_condition(condition, rows=None)
+        check_condition(condition, self.condition_size, rows=None)
         rows = condition.shape[0]
         # Row-major repeat: the samples of one condition row are contiguous after decoding.
         repeated = condition.repeat_interleave(num_samples, dim=0)
@@ -319,37 +316,13 @@ class ConditionalVAE(nn.Module):
     def check(self, actions: Tensor, condition: Tensor) -> None:
         """Raise ``ValueError`` unless ``actions`` is ``[B, action_size]`` and ``condition``
         ``[B, condition_size]``."""
-        if not isinstance(actions, Tensor) or actions.dim() != 2:
-            raise ValueError(
-                f"expected actions of shape [batch, {self.action_size}], got {_describe(actions)}"
-            )
-        if actions.shape[1] != self.action_size:
-            raise ValueError(
-                f"expected actions of shape [batch, {self.action_size}], got {tuple(actions.shape)}"
-            )
-        self._check_condition(condition, rows=actions.shape[0])
-
-    def _check_condition(self, condition: Tensor, rows: int | None) -> None:
-        if not isinstance(condition, Tensor):
-            raise ValueError(
-                f"expected condition as a tensor of shape [batch, {self.condition_size}], got "
-                f"{type(condition).__name__} (an unconditional model takes torch.empty(batch, 0))"
-            )
-        if condition.dim() != 2 or condition.shape[1] != self.condition_size:
-            raise ValueError(
-                f"expected condition of shape [batch, {self.condition_size}], "
-                f"got {tuple(condition.shape)}"
-            )
-        if rows is not None and condition.shape[0] != rows:
-            raise ValueError(
-                f"condition has {condition.shape[0]} rows but the actions have {rows}; "
-                "give one condition row per action row"
-            )
+        check_actions(actions, self.action_size)
+        check_condition(condition, self.condition_size, rows=actions.shape[0])
 
     def _check_latent(self, latent: Tensor, rows: int) -> None:
         if not isinstance(latent, Tensor) or latent.dim() != 2:
             raise ValueError(
-                f"expected latent of shape [batch, {self.latent_size}], got {_describe(latent)}"
+                f"expected latent of shape [batch, {self.latent_size}], got {describe(latent)}"
             )
         if latent.shape[1] != self.latent_size:
             raise ValueError(
@@ -366,9 +339,3 @@ class ConditionalVAE(nn.Module):
             f"action_size={self.action_size}, condition_size={self.condition_size}, "
             f"latent_size={self.latent_size}, beta={self.settings.beta}"
         )
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, Tensor):
-        return str(tuple(value.shape))
-    return type(value).__name__
