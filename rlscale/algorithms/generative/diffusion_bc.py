@@ -18,7 +18,8 @@ units the learner sees them in ([-1, 1] with RLlib's ``normalize_actions``, the 
 observations are standardized with the dataset's statistics (``standardize``, as for ``bc``).
 
 The data path is ``bc``'s: RLlib's BC algorithm reads the Minari dataset through Ray Data and
-runs ``updates_per_iteration`` updates per iteration; only the module and the loss differ.
+runs ``dataset_num_iters_per_learner`` updates per iteration; only the module and the loss
+differ.
 Acting samples in both exploration and evaluation: the policy *is* the distribution, and a
 greedy diffusion policy has no single mode to return.
 """
