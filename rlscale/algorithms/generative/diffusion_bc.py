@@ -36,12 +36,19 @@ from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 
-from rlscale.algorithms.offline.bc import BC, BCConfig, flat_size, register_statistics
+from rlscale.algorithms.offline.bc import (
+    BC,
+    BCConfig,
+    flat_size,
+    register_statistics,
+    standardized_observations,
+)
 from rlscale.modules.generative.diffusion import (
     BETA_SCHEDULES,
     ConditionalDiffusion,
     DiffusionSettings,
 )
+from rlscale.modules.generative.inputs import is_int
 
 DIFFUSION_LOSS = "diffusion_loss"
 DEFAULTS = DiffusionSettings()
@@ -92,7 +99,7 @@ class DiffusionBCConfig(BCConfig):
     def validate(self) -> None:
         super().validate()
         steps = self.diffusion_steps
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        if not is_int(steps) or steps < 1:
             self._value_error(f"diffusion_steps must be a positive integer, got {steps!r}")
         if self.beta_schedule not in BETA_SCHEDULES:
             self._value_error(
@@ -100,7 +107,7 @@ class DiffusionBCConfig(BCConfig):
                 f"got {self.beta_schedule!r}"
             )
         ddim = self.ddim_steps
-        if not isinstance(ddim, int) or isinstance(ddim, bool) or not 1 <= ddim <= steps:
+        if not is_int(ddim) or not 1 <= ddim <= steps:
             self._value_error(
                 f"ddim_steps must be an integer from 1 to diffusion_steps ({steps}), got "
                 f"{ddim!r}: DDIM samples with a sub-sequence of the trained noise levels"
@@ -122,28 +129,26 @@ class DiffusionBCModule(TorchRLModule):
             raise ValueError("diffusion_bc needs flat vector observations")
         register_statistics(self, {"obs": observation_size})
         action_size = int(np.prod(self.action_space.shape))
-        if config.get("normalize_actions", True):
+        if config["normalize_actions"]:
             low, high = -1.0, 1.0
         else:
             low = torch.as_tensor(self.action_space.low, dtype=torch.float32).reshape(-1)
             high = torch.as_tensor(self.action_space.high, dtype=torch.float32).reshape(-1)
+        # The config puts every key in the model config: its defaults are the only ones.
         settings = DiffusionSettings(
-            steps=int(config.get("diffusion_steps", DEFAULTS.steps)),
-            beta_schedule=config.get("beta_schedule", DEFAULTS.beta_schedule),
-            hidden_sizes=tuple(config.get("hidden_sizes", DEFAULTS.hidden_sizes)),
-            activation=config.get("activation", DEFAULTS.activation),
+            steps=int(config["diffusion_steps"]),
+            beta_schedule=config["beta_schedule"],
+            hidden_sizes=tuple(config["hidden_sizes"]),
+            activation=config["activation"],
         )
         self.diffusion = ConditionalDiffusion(
             action_size, observation_size, settings, action_low=low, action_high=high
         )
-        self.ddim_steps = int(config.get("ddim_steps", settings.steps))
-        self.ddim_eta = float(config.get("ddim_eta", 0.0))
+        self.ddim_steps = int(config["ddim_steps"])
+        self.ddim_eta = float(config["ddim_eta"])
 
     def standardized(self, observations: torch.Tensor) -> torch.Tensor:
-        observations = observations.float()
-        if self.obs_mean is None:
-            return observations
-        return (observations - self.obs_mean) / self.obs_std
+        return standardized_observations(self, observations)
 
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         actions = self.diffusion.sample(

@@ -145,6 +145,15 @@ def register_statistics(module: torch.nn.Module, sizes: dict[str, int | None]) -
             module.register_buffer(name, tensor if standardize and size else None)
 
 
+def standardized_observations(module: torch.nn.Module, observations: torch.Tensor) -> torch.Tensor:
+    """``observations`` in the dataset's units of a module with ``register_statistics``'s
+    ``obs`` buffers (unchanged when it has none)."""
+    observations = observations.float()
+    if module.obs_mean is None:
+        return observations
+    return (observations - module.obs_mean) / module.obs_std
+
+
 class StandardizedBCModule(DefaultBCTorchRLModule):
     """RLlib's BC module between the dataset's units and the env's: observations are
     standardized on the way in; for Box actions the predicted mean and log std are mapped
@@ -161,9 +170,7 @@ class StandardizedBCModule(DefaultBCTorchRLModule):
 
     @override(DefaultBCTorchRLModule)
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
-        if self.obs_mean is not None:
-            observations = batch[Columns.OBS].float()
-            batch = {**batch, Columns.OBS: (observations - self.obs_mean) / self.obs_std}
+        batch = {**batch, Columns.OBS: standardized_observations(self, batch[Columns.OBS])}
         outputs = super()._forward(batch, **kwargs)
         if self.action_mean is not None:
             mean, log_std = outputs[Columns.ACTION_DIST_INPUTS].chunk(2, dim=-1)
