@@ -43,6 +43,10 @@ class CheckpointError(RlscaleError):
     """A checkpoint is missing, incomplete or unreadable."""
 
 
+class TrainingDivergedError(RlscaleError):
+    """A learner's loss became NaN or infinite: training stopped before saving that policy."""
+
+
 def close_matches(name: str, candidates: Iterable[str], limit: int = 5) -> list[str]:
     """The candidates nearest to ``name``, best first (case-insensitive)."""
     by_lower: dict[str, str] = {}

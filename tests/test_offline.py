@@ -21,9 +21,10 @@ from rlscale.datasets.collect import CollectionRequest, collect
 from rlscale.datasets.ray_data import read_transitions, to_learner_batch, to_unit_range
 from rlscale.datasets.store import resolve_dataset
 from rlscale.envs import make_env
-from rlscale.errors import DatasetError, SpecError
+from rlscale.errors import DatasetError, SpecError, TrainingDivergedError
 from rlscale.platform.datasets_api import collect_dataset
 from rlscale.platform.experiment import prepare
+from rlscale.platform.iteration import non_finite_losses
 from rlscale.policies import scripted_policy
 from tests.conftest import mean_std_filter_stats, run_cli, write_scripted_dataset
 
@@ -137,6 +138,71 @@ def test_dataset_problems_stop_training_before_it_starts(ray_local, root, tmp_pa
         env={"MINARI_DATASETS_PATH": str(root)},
     )
     assert cli.returncode == 1 and "not found" in cli.stderr and "Traceback" not in cli.stderr
+
+
+@pytest.mark.parametrize("algorithm", ["bc", "diffusion_bc", "cql"])
+def test_a_dataset_of_states_alone_is_refused_by_algorithms_that_learn_actions(
+    minari_root, algorithm
+):
+    states_only = write_scripted_dataset(
+        minari_root, "pend/states-v0", 2, "Pendulum-v1", "pendulum_swing_up", erase_actions=True
+    )
+    spec = rlscale.ExperimentSpec(algorithm=algorithm, env="Pendulum-v1", dataset=states_only)
+    with pytest.raises(DatasetError, match=r"same action at every step.*bco or state_only_il"):
+        prepare(spec)
+    # The state-only algorithms take it: they ignore its actions.
+    prepare(spec.model_copy(update={"algorithm": "bco"}))
+
+
+def test_only_non_finite_losses_count_as_divergence():
+    result = {
+        "learners": {
+            "default_policy": {
+                "policy_loss": float("nan"),
+                "td_loss": float("inf"),
+                "q_logged_mean": float("nan"),  # not a loss: a NaN statistic alone stops nothing
+                "total_loss": 0.5,
+            },
+            "__all_modules__": {"num_env_steps_trained": 256},
+        }
+    }
+    assert non_finite_losses(result) == {
+        "default_policy/policy_loss": pytest.approx(float("nan"), nan_ok=True),
+        "default_policy/td_loss": float("inf"),
+    }
+    assert non_finite_losses({"learners": {"default_policy": {"total_loss": 1.0}}}) == {}
+
+
+@pytest.mark.slow
+def test_a_loss_that_becomes_nan_stops_training_and_keeps_the_checkpoints_before_it(
+    ray_local, minari_root, tmp_path
+):
+    """bc's learning rate jumps to 1e30 once 512 env steps are counted (from iteration 3): the run
+    stops there with an error naming the iteration, its updates and the checkpoint of
+    iteration 2, which stays; no final checkpoint of the NaN policy is written."""
+    dataset = write_scripted_dataset(
+        minari_root, "pend/expert-v0", 2, "Pendulum-v1", "pendulum_swing_up"
+    )
+    spec = rlscale.ExperimentSpec(
+        algorithm="bc",
+        env="Pendulum-v1",
+        dataset=dataset,
+        seed=0,
+        stop={"iterations": 6},
+        output=tmp_path / "runs",
+        checkpoint={"every": 2},
+        hyperparameters={"lr": [[0, 1e-3], [500, 1e-3], [501, 1e30]]},
+    )
+    with pytest.raises(TrainingDivergedError) as raised:
+        rlscale.train(spec)
+    message = str(raised.value)
+    assert "in iteration 3 (updates 201-300)" in message, message
+    assert "policy_loss = nan" in message, message
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert f"{run_dir / 'checkpoints' / 'iter_000002'}" in message, message
+    assert (run_dir / "checkpoints" / "iter_000002").is_dir()
+    assert not (run_dir / "checkpoint_final").exists()
+    assert len((run_dir / "metrics.csv").read_text().splitlines()) == 1 + 3
 
 
 @pytest.mark.slow

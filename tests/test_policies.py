@@ -27,7 +27,7 @@ ENVS_OF = {
     "cartpole_centered": ("CartPole-v1",),
     "pendulum_swing_up": ("Pendulum-v1",),
     "inverted_pendulum_balance": ("InvertedPendulum-v5",),
-    "point_mass_two_ways": ("rlscale/PointMassObstacle-v0",),
+    "point_mass_two_ways": ("rlscale/PointMassObstacle-v1",),
 }
 """The environments each scripted policy is made for; a new one must be added here."""
 

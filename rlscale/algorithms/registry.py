@@ -80,6 +80,9 @@ class AlgorithmEntry:
     attach_dataset: DatasetAttacher | None = None
     """How a given dataset becomes the config's input; None: RLlib's offline input, streamed
     through Ray Data (``use_minari_dataset``)."""
+    learns_from_dataset_actions: bool = True
+    """The algorithm learns from the dataset's actions, so a dataset of states alone (every
+    action the same) is refused; False for the state-only algorithms, which ignore them."""
 
     def __post_init__(self) -> None:
         if not self.inputs:

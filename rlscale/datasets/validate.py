@@ -29,6 +29,9 @@ class ValidationReport:
     episodes: int = 0
     steps: int = 0
     problems: list[str] = field(default_factory=list)
+    actions_vary: bool = False
+    """Some recorded action differs from the first: the dataset holds actions, not only states
+    (a state-only demonstration records one placeholder action throughout)."""
 
     @property
     def ok(self) -> bool:
@@ -46,9 +49,16 @@ def validate_dataset(
         report.problems.extend(space_mismatches(observation_space, action_space, *env_spaces))
     counts: dict[str, int] = {}
     storage = dataset.storage
+    first_action = None
     for episode in _read_episodes(storage):
         report.episodes += 1
         report.steps += len(episode["rewards"])
+        actions = episode["actions"]
+        if not isinstance(actions, np.ndarray):
+            report.actions_vary = True  # Dict/Tuple actions: not compared, taken as recorded
+        elif not report.actions_vary and len(actions):
+            first_action = actions[0] if first_action is None else first_action
+            report.actions_vary = bool(np.any(actions != first_action))
         for kind, text in _episode_problems(episode, observation_space, action_space):
             counts[kind] = counts.get(kind, 0) + 1
             if counts[kind] <= MAX_PROBLEMS_PER_KIND:

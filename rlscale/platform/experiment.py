@@ -156,6 +156,13 @@ def _prepare_dataset(prepared: PreparedExperiment, attach: bool) -> None:
             f"dataset {spec.dataset} cannot train on {spec.env}:\n{problems}\n"
             "Fix or re-collect the dataset (`rlscale datasets validate` shows the same list)."
         )
+    if prepared.algorithm.learns_from_dataset_actions and not report.actions_vary:
+        raise DatasetError(
+            f"dataset {spec.dataset} records the same action at every step: it holds states "
+            f"without actions, and {spec.algorithm} learns from actions. Give a dataset with "
+            "the demonstrator's actions, or learn from the states alone with bco or "
+            "state_only_il."
+        )
     prepared.dataset = summarize(spec.dataset)
     attach_dataset = prepared.algorithm.attach_dataset or use_minari_dataset
     attach_dataset(config, prepared.dataset.data_dir)

@@ -14,11 +14,20 @@ Offline algorithms never sample online: their returns are those of the latest ev
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rlscale.errors import SpecError
+from ray.rllib.core import ALL_MODULES
+from ray.rllib.utils.metrics import (
+    DATASET_NUM_ITERS_TRAINED,
+    DATASET_NUM_ITERS_TRAINED_LIFETIME,
+    LEARNER_RESULTS,
+)
+
+from rlscale.errors import SpecError, TrainingDivergedError
 from rlscale.platform.episode_stats import EpisodeWindow
 from rlscale.platform.experiment import PreparedExperiment, learner_cpus
 from rlscale.platform.outputs import IterationMetrics
@@ -36,6 +45,9 @@ class IterationOutcome:
     """RLlib's raw result of the iteration (TensorBoard logs its numeric leaves)."""
     stop_reason: str | None
     """The first of the spec's stop rules that holds after this iteration, if any."""
+    non_finite_losses: dict[str, float] = field(default_factory=dict)
+    """The losses the learners reported NaN or infinite this iteration (``module/key``): the
+    weights they updated can no longer be trusted (:func:`diverged_error`)."""
 
 
 class IterationStep:
@@ -73,6 +85,7 @@ class IterationStep:
             metrics=metrics,
             result=raw,
             stop_reason=first_stop_reason(self.prepared.spec.stop, metrics),
+            non_finite_losses=non_finite_losses(raw),
         )
 
     def time_s(self) -> float:
@@ -112,6 +125,51 @@ def first_stop_reason(stop: StopRules, metrics: IterationMetrics) -> str | None:
     if stop.time_s and metrics.time_s >= stop.time_s:
         return f"{metrics.time_s:.0f}s of training"
     return None
+
+
+def non_finite_losses(result: dict[str, Any]) -> dict[str, float]:
+    """Every loss (a learner metric whose name ends in ``loss``) that is NaN or infinite."""
+    found = {}
+    for module_id, values in result.get(LEARNER_RESULTS, {}).items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            if key.endswith("loss") and not _finite(value):
+                found[f"{module_id}/{key}"] = float(value)
+    return found
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):  # not a number: nothing to judge
+        return True
+
+
+def diverged_error(
+    outcome: IterationOutcome, last_checkpoint: Path | None
+) -> TrainingDivergedError:
+    """The error that stops a run whose losses went NaN or infinite, naming the iteration, its
+    updates (where the learners count them) and the last checkpoint written before it."""
+    iteration = outcome.metrics.iteration
+    losses = ", ".join(f"{name} = {value}" for name, value in outcome.non_finite_losses.items())
+    updates = ""
+    counts = outcome.result.get(LEARNER_RESULTS, {}).get(ALL_MODULES, {})
+    if DATASET_NUM_ITERS_TRAINED_LIFETIME in counts and DATASET_NUM_ITERS_TRAINED in counts:
+        last = int(counts[DATASET_NUM_ITERS_TRAINED_LIFETIME])
+        first = last - int(counts[DATASET_NUM_ITERS_TRAINED]) + 1
+        updates = f" (updates {first}-{last})"
+    if last_checkpoint is None:
+        saved = "No checkpoint of this run was written before it"
+    else:
+        saved = f"The last checkpoint written before it, with finite losses, is {last_checkpoint}"
+    return TrainingDivergedError(
+        f"training stopped: in iteration {iteration}{updates} the learner's loss became NaN or "
+        f"infinite ({losses}), so the policy's weights are no longer finite and no final "
+        f"checkpoint was written. {saved}; metrics.csv holds every iteration up to this one. "
+        "Lower the learning rate (--set lr=...), check the dataset's values and scale "
+        "(`rlscale datasets validate`), then train again."
+    )
 
 
 def evaluation_window(prepared: PreparedExperiment) -> tuple[int, ...]:

@@ -212,6 +212,11 @@ class CheckpointWriter:
         self._prune()
         return path
 
+    def latest(self) -> Path | None:
+        """The newest periodic checkpoint, if one was written."""
+        periodic = sorted(self.periodic_dir.glob("iter_*"))
+        return periodic[-1] if periodic else None
+
     def save_final(self, algo: Algorithm, metrics: IterationMetrics | None) -> Path:
         return self.save(algo, self.run_dir / FINAL_CHECKPOINT, metrics)
 

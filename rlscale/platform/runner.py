@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 
 from rlscale.platform.experiment import PreparedExperiment, place_on_cluster, prepare
-from rlscale.platform.iteration import IterationStep
+from rlscale.platform.iteration import IterationStep, diverged_error
 from rlscale.platform.outputs import (
     CheckpointWriter,
     IterationMetrics,
@@ -108,6 +108,8 @@ def _run(prepared: PreparedExperiment, run_dir: Path, console: Console | None) -
                 metrics = outcome.metrics
                 log.record(metrics, outcome.result)
                 progress.update(metrics)
+                if outcome.non_finite_losses:
+                    raise diverged_error(outcome, checkpoints.latest())
                 if checkpoints.maybe_save(step.algo, metrics):
                     plot_learning_curve(log.history, run_dir / "learning_curve.png", title)
                 reason = outcome.stop_reason or (INTERRUPTED if stop.is_set() else None)

@@ -8,6 +8,7 @@ import, so that importing ``rlscale.policies`` stays cheap for processes that ne
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,9 @@ class CheckpointPolicy:
     """
 
     checkpoint: str | Path
+    adjust_module: Callable[[Any], None] | None = None
+    """Called with the restored RLModule before it acts: for example, to sample a diffusion
+    policy with another sampler than the one it was trained to act with."""
 
     def __call__(self, observation_space: gym.Space, action_space: gym.Space) -> Policy:
         import torch
@@ -44,6 +48,8 @@ class CheckpointPolicy:
         from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 
         module, env_to_module, module_to_env = _restore_policy(Path(self.checkpoint))
+        if self.adjust_module is not None:
+            self.adjust_module(module)
 
         def act(observation: Any, rng: np.random.Generator) -> Any:
             # A one-step episode: the pipelines read the newest observation from episodes.

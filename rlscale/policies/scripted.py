@@ -138,43 +138,37 @@ def pendulum_swing_up(_: gym.Space, action_space: gym.Space) -> Policy:
     return act
 
 
-WAYPOINT_OFFSET = 0.6
-"""``point_mass_two_ways`` passes the obstacle (radius 0.4) at ``x = ±0.6``."""
-SIDESTEP_CLIMB = 0.2
-"""The climb per unit of sideways motion on the first leg: the first moves are almost sideways,
-so that the two sides part within a few steps."""
+PASSING_OFFSET = 0.8
+"""How far to the side ``point_mass_two_ways`` passes the obstacle (0.35 clear of it at the
+level of its centre)."""
+RETURN_HEIGHT = 0.35
+"""Above this height the expert steers back to ``x = 0``, below the goal."""
 
 
 @register_scripted("point_mass_two_ways")
 def point_mass_two_ways(_: gym.Space, __: gym.Space) -> Policy:
-    """Around the obstacle of ``rlscale/PointMassObstacle-v0`` on a side drawn per episode.
+    """Around the obstacle of ``rlscale/PointMassObstacle-v1`` on a side drawn per episode.
 
-    On an episode's first observation (the point within ``START_NOISE`` of the start: one
-    step moves it out of that square) it draws left or right with probability 1/2 from ``rng``
-    and keeps that side until the next start. At full speed it moves almost sideways (climbing
-    ``SIDESTEP_CLIMB`` per unit) until it is ``WAYPOINT_OFFSET`` out, then heads for
-    ``(±WAYPOINT_OFFSET, 0)`` beside the obstacle and, once level with it, for the goal (both
-    clearing the obstacle by at least 0.11). At the start the two sides' actions are
-    ``(±0.98, 0.20)``; their mean climbs straight into the obstacle.
+    On an episode's first observation (the point at the start, where no later step returns)
+    it draws left or right with probability 1/2 from ``rng``
+    and keeps that side until the next start. It steers at full speed toward
+    ``±PASSING_OFFSET`` up to ``RETURN_HEIGHT`` and back to ``x = 0`` above it. Its first
+    action is thus ``±1``, and the mean of the two, 0, runs into the obstacle.
     """
     side = {"sign": 1.0}
 
     def act(observation: Any, rng: np.random.Generator) -> np.ndarray:
         position = np.asarray(observation, dtype=np.float64)
-        if np.all(np.abs(position - point_mass.START) <= point_mass.START_NOISE):
+        if np.array_equal(position, point_mass.START):
             side["sign"] = 1.0 if rng.random() < 0.5 else -1.0
-        return point_mass_heading(position, side["sign"])
+        return point_mass_steering(position, side["sign"])
 
     return act
 
 
-def point_mass_heading(position: np.ndarray, sign: float) -> np.ndarray:
+def point_mass_steering(position: np.ndarray, sign: float) -> np.ndarray:
     """``point_mass_two_ways``'s action at ``position`` on the side ``sign`` (+1 right)."""
     x, y = position
-    if y >= 0.0:
-        heading = point_mass.GOAL - position
-    elif sign * x < WAYPOINT_OFFSET - point_mass.STEP_SIZE / 2:
-        heading = np.array([sign, SIDESTEP_CLIMB])
-    else:
-        heading = np.array([sign * WAYPOINT_OFFSET - x, -y])
-    return (heading / max(np.linalg.norm(heading), 1e-9)).astype(np.float32)
+    target = sign * PASSING_OFFSET if y < RETURN_HEIGHT else 0.0
+    steer = np.clip((target - x) / point_mass.LATERAL_STEP, -1.0, 1.0)
+    return np.array([steer], dtype=np.float32)

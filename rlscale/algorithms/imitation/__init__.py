@@ -71,6 +71,7 @@ register_algorithm(
         space_checks=(vector_observations_only, discrete_or_box_actions),
         inputs=(Input.ENVIRONMENT, Input.DATASET),
         attach_dataset=attach_demonstrations,
+        learns_from_dataset_actions=False,
     )
 )
 
@@ -83,6 +84,7 @@ register_algorithm(
         space_checks=(vector_observations_only, discrete_or_box_actions),
         inputs=(Input.ENVIRONMENT, Input.DATASET),
         attach_dataset=attach_demonstrations,
+        learns_from_dataset_actions=False,
     )
 )
 

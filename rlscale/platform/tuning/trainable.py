@@ -20,7 +20,7 @@ import ray
 from ray import tune
 
 from rlscale.platform.experiment import PreparedExperiment, prepare
-from rlscale.platform.iteration import IterationStep
+from rlscale.platform.iteration import IterationStep, diverged_error
 from rlscale.platform.outputs import CheckpointWriter
 from rlscale.platform.spec import ExperimentSpec
 from rlscale.platform.tuning.sweep import apply_dotted
@@ -64,6 +64,9 @@ class RlscaleTrainable(tune.Trainable):
     def step(self) -> dict[str, Any]:
         # Tune's own counter survives restores (PBT, --resume); RLlib's restarts on rebuild.
         outcome = self.iteration_step(iteration=self.iteration + 1)
+        if outcome.non_finite_losses:
+            # Tune keeps the trial's earlier checkpoints; this one is not saved.
+            raise diverged_error(outcome, None)
         return {
             **asdict(outcome.metrics),
             **self.placement,

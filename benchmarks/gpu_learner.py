@@ -1,0 +1,130 @@
+"""Learner updates per second on the learner's device: GPU against CPU, for the generative and
+offline families.
+
+    .venv/bin/python benchmarks/gpu_learner.py [--algorithms diffusion_bc cql]
+        [--updates 2000] [--episodes 20] [--json OUT]
+
+For each algorithm it builds the run exactly as ``rlscale train`` does (``prepare``, then
+``place_on_cluster`` on an embedded Ray bound to 127.0.0.1), on a Pendulum-v1 dataset of the
+scripted swing-up collected here, and times ``--updates`` Learner updates (iterations of
+``dataset_num_iters_per_learner`` updates each, after one warm-up iteration, without
+evaluation). It runs once with ``gpus_per_learner: 0`` (CPU) and, when Ray sees a GPU, once
+with ``gpus_per_learner: auto``; on the GPU run it asserts that every parameter of the
+learner's module is on CUDA and that the EnvRunner's copy, which acts, stays on the CPU.
+Prints a table of updates/s per device and the GPU/CPU ratio; ``--json`` also writes the rows.
+Without a GPU it reports the CPU rows and says so: a check of the GPU path needs a machine
+with one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import ray
+
+import rlscale
+from rlscale.platform.datasets_api import collect_dataset
+from rlscale.platform.experiment import place_on_cluster, prepare
+from rlscale.platform.iteration import build_algorithm
+
+ENV = "Pendulum-v1"
+EXPERT = "pendulum_swing_up"
+DATASET = "bench/pendulum-swingup-v0"
+
+
+def learner_module_devices(algo) -> set[str]:
+    """The device types of every parameter of the local learner's modules."""
+    return {parameter.device.type for parameter in algo.learner_group._learner.module.parameters()}
+
+
+def acting_module_devices(algo) -> set[str]:
+    """The device types of the parameters of the module the local EnvRunner acts with."""
+    runner = algo.env_runner_group.local_env_runner if algo.env_runner_group else None
+    if runner is None or getattr(runner, "module", None) is None:
+        return set()
+    return {parameter.device.type for parameter in runner.module.parameters()}
+
+
+def measure(algorithm: str, gpus: float | str, updates: int) -> dict:
+    spec = rlscale.ExperimentSpec(
+        algorithm=algorithm,
+        env=ENV,
+        dataset=DATASET,
+        seed=0,
+        resources={"gpus_per_learner": gpus},
+        # Updates only: the first evaluation would come after the timed iterations.
+        hyperparameters={"evaluation_interval": 1_000_000},
+    )
+    prepared = prepare(spec)
+    resources = ray.cluster_resources()
+    place_on_cluster(
+        prepared.config, prepared.spec, resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    )
+    per_iteration = int(prepared.config.dataset_num_iters_per_learner)
+    iterations = max(1, updates // per_iteration)
+    algo = build_algorithm(prepared)
+    try:
+        algo.train()  # warm-up: data iterator, kernels, optimizer state
+        started = time.perf_counter()
+        for _ in range(iterations):
+            algo.train()
+        elapsed = time.perf_counter() - started
+        devices = learner_module_devices(algo)
+        acting = acting_module_devices(algo)
+    finally:
+        algo.stop()
+    on_gpu = prepared.config.num_gpus_per_learner > 0
+    if on_gpu:
+        assert devices == {"cuda"}, f"{algorithm}: learner parameters on {devices}, not CUDA"
+        assert acting <= {"cpu"}, f"{algorithm}: the acting copy is on {acting}, not the CPU"
+    return {
+        "algorithm": algorithm,
+        "device": "cuda" if on_gpu else "cpu",
+        "updates": iterations * per_iteration,
+        "seconds": round(elapsed, 2),
+        "updates_per_s": round(iterations * per_iteration / elapsed, 1),
+        "learner_devices": sorted(devices),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algorithms", nargs="+", default=["diffusion_bc", "cql"])
+    parser.add_argument("--updates", type=int, default=2000)
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    os.environ.setdefault("MINARI_DATASETS_PATH", tempfile.mkdtemp(prefix="gpu_learner_"))
+    ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False)
+    gpus = ray.cluster_resources().get("GPU", 0.0)
+    collect_dataset(ENV, EXPERT, args.episodes, DATASET, workers=1)
+    rows = []
+    for algorithm in args.algorithms:
+        for requested in (0, "auto") if gpus >= 1 else (0,):
+            rows.append(measure(algorithm, requested, args.updates))
+            print(json.dumps(rows[-1]), flush=True)
+    ray.shutdown()
+    print(f"\n{platform.processor() or platform.machine()}, Ray GPUs: {gpus:g}")
+    print(f"{'algorithm':<14} {'device':<6} {'updates/s':>10} {'GPU/CPU':>8}")
+    for row in rows:
+        cpu = next(r for r in rows if r["algorithm"] == row["algorithm"] and r["device"] == "cpu")
+        ratio = row["updates_per_s"] / cpu["updates_per_s"]
+        print(
+            f"{row['algorithm']:<14} {row['device']:<6} {row['updates_per_s']:>10.1f} "
+            f"{ratio:>7.2f}x"
+        )
+    if gpus < 1:
+        print("No GPU in this Ray cluster: CPU rows only. Run this on a machine with a GPU.")
+    if args.json:
+        args.json.write_text(json.dumps({"gpus": gpus, "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
