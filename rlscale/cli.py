@@ -28,6 +28,30 @@ app = typer.Typer(
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        from rlscale import __version__
+
+        out.print(f"rlscale {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print rlscale's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Distributed reinforcement learning and offline RL on Ray RLlib."""
+
+
 ADDRESS_HELP = "Ray cluster address (HOST:PORT); default RAY_ADDRESS, else an embedded local Ray."
 VERBOSE_HELP = (
     "Also show Ray's own log lines and warnings here (they are always kept in the run folder's "

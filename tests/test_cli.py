@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import rlscale
 from tests.conftest import run_cli
 
 
@@ -157,3 +158,22 @@ def test_error_messages_keep_their_brackets(tmp_path):
         result, "[from_env_steps, to_env_steps, first_horizon, last_horizon]", "[5, 1, 1, 3]"
     )
     assert not any(tmp_path.iterdir())
+
+
+def test_version_prints_the_package_version():
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"rlscale {rlscale.__version__}"
+
+
+@pytest.mark.parametrize("command", ["train", "tune"])
+def test_a_spec_path_that_is_missing_or_a_folder_is_named(tmp_path, command):
+    flag = ["--config"] if command == "train" else []
+    missing = run_cli(command, *flag, str(tmp_path / "missing.yaml"))
+    assert missing.returncode == 1 and "missing.yaml does not exist; check its path" in (
+        missing.stderr
+    )
+    folder = run_cli(command, *flag, str(tmp_path))
+    assert folder.returncode == 1 and "is a folder; give the path of a YAML spec file" in (
+        folder.stderr
+    )

@@ -196,8 +196,10 @@ def load_yaml(text: str) -> Any:
 
 def read_spec_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise SpecError(f"spec file {path} is a folder; give the path of a YAML spec file.")
     if not path.is_file():
-        raise SpecError(f"spec file {path} does not exist. Check the path given to --config.")
+        raise SpecError(f"spec file {path} does not exist; check its path.")
     try:
         data = load_yaml(path.read_text())
     except yaml.MarkedYAMLError as exc:
