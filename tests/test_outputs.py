@@ -181,6 +181,27 @@ def test_a_save_interrupted_between_its_renames_points_to_the_previous_checkpoin
     assert not previous.exists()
 
 
+def test_a_run_folder_stands_for_its_final_checkpoint(tmp_path):
+    (tmp_path / "spec.yaml").write_text(_spec(tmp_path).to_yaml())
+    with pytest.raises(CheckpointError, match="holds no checkpoint.*checkpoint.every=N"):
+        read_checkpoint(tmp_path)
+    writer = CheckpointWriter(tmp_path, _spec(tmp_path))
+    periodic = writer.save(
+        _SavingAlgorithm("early"), tmp_path / "checkpoints" / "iter_000002", None
+    )
+    with pytest.raises(CheckpointError, match=f"no final checkpoint.*{periodic}: pass that folder"):
+        read_checkpoint(tmp_path)
+    final = writer.save_final(_SavingAlgorithm("last"), None)
+    assert read_checkpoint(tmp_path).path == final.resolve()
+
+
+def test_a_file_given_as_a_checkpoint_is_called_a_file(tmp_path):
+    file = tmp_path / "notes.txt"
+    file.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="notes.txt is a file; pass the checkpoint folder"):
+        read_checkpoint(file)
+
+
 def test_plot_without_finished_episodes_still_writes_a_png(tmp_path):
     metrics = IterationMetrics.from_result(result(1, 10, [], []), EpisodeWindow(), 1.0, None)
     path = plot_learning_curve([metrics], tmp_path / "curve.png", "empty")
@@ -230,9 +251,16 @@ def offline_result(iteration: int, evaluated: list[float] | None) -> dict:
 
 
 def test_offline_step_reports_the_latest_evaluation_and_its_normalized_score():
-    step = IterationStep(fake_experiment([
-        offline_result(1, [4.0, 6.0]), offline_result(2, None), offline_result(3, [2.0, 7.0, 9.0]),
-    ], offline=True))
+    step = IterationStep(
+        fake_experiment(
+            [
+                offline_result(1, [4.0, 6.0]),
+                offline_result(2, None),
+                offline_result(3, [2.0, 7.0, 9.0]),
+            ],
+            offline=True,
+        )
+    )
     first, second, third = step(), step(), step()
     assert (first.metrics.return_mean, first.metrics.normalized_return) == (5.0, 50.0)
     assert first.metrics.episode_len_mean == 5.0 and first.stop_reason is None

@@ -95,8 +95,7 @@ def open_dataset(name_or_path: str | Path, root: str | Path | None = None):
     except Exception as exc:  # Minari raises ValueError, AssertionError, OSError, KeyError...
         raise DatasetError(
             f"cannot open the dataset at {data_dir}: {type(exc).__name__}: {exc}. "
-            "The files may be damaged or not a Minari dataset; `rlscale datasets validate` "
-            "lists the problems."
+            "Its files are damaged or not a Minari dataset's; collect or download it again."
         ) from None
     return dataset
 

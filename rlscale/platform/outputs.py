@@ -86,7 +86,8 @@ class IterationMetrics:
         return not math.isnan(self.return_mean)
 
 
-RUN_FILES = ("spec.yaml", "metrics.csv", FINAL_CHECKPOINT, PERIODIC_CHECKPOINTS)
+SPEC_FILE = "spec.yaml"
+RUN_FILES = (SPEC_FILE, "metrics.csv", FINAL_CHECKPOINT, PERIODIC_CHECKPOINTS)
 """What a run writes into its folder; a folder holding any of them holds an earlier run."""
 
 
@@ -112,7 +113,7 @@ def create_run_dir(spec: ExperimentSpec) -> Path:
             f"cannot write the run's output to {run_dir}: {exc.strerror or exc}. "
             "Choose a writable directory with --output (or `output:` in the spec)."
         ) from None
-    write_atomically(run_dir / "spec.yaml", spec.to_yaml())
+    write_atomically(run_dir / SPEC_FILE, spec.to_yaml())
     return run_dir
 
 
@@ -269,6 +270,28 @@ class CheckpointInfo:
     metrics: dict[str, Any] | None
 
 
+def _is_run_folder(path: Path) -> bool:
+    """A run's folder (its spec beside its checkpoints) rather than a checkpoint."""
+    return (path / SPEC_FILE).is_file() and not (path / CHECKPOINT_MARKER).exists()
+
+
+def _final_checkpoint_of_run(run_dir: Path) -> Path:
+    """The run's final checkpoint; where it has none, say which checkpoints it does have."""
+    final = run_dir / FINAL_CHECKPOINT
+    if final.is_dir() or _previous_name(final).is_dir():
+        return final
+    periodic = sorted((run_dir / PERIODIC_CHECKPOINTS).glob("iter_*"))
+    if periodic:
+        raise CheckpointError(
+            f"run {run_dir} has no final checkpoint (it stopped before writing one); its latest "
+            f"periodic checkpoint is {periodic[-1]}: pass that folder."
+        )
+    raise CheckpointError(
+        f"run {run_dir} holds no checkpoint: it stopped before writing one. Train again (with "
+        "--set checkpoint.every=N to save every N iterations on the way)."
+    )
+
+
 def read_checkpoint(path: str | Path) -> CheckpointInfo:
     """Check that ``path`` is a complete rlscale checkpoint; read the spec it was trained with."""
     path = Path(path).expanduser()
@@ -278,11 +301,18 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
             f"previous checkpoint is intact at {_previous_name(path)}. Rename that folder back "
             f"to {path.name} to use it."
         )
+    if path.is_file():
+        raise CheckpointError(
+            f"checkpoint {path} is a file; pass the checkpoint folder that `rlscale train` "
+            "printed last (…/checkpoint_final), or its run folder."
+        )
     if not path.is_dir():
         raise CheckpointError(
             f"checkpoint {path} does not exist. Pass the folder that `rlscale train` printed last "
-            "(…/checkpoint_final)."
+            "(…/checkpoint_final), or its run folder."
         )
+    if _is_run_folder(path):
+        path = _final_checkpoint_of_run(path)
     marker = path / CHECKPOINT_MARKER
     if not marker.is_file():
         raise CheckpointError(
