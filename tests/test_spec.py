@@ -12,6 +12,7 @@ from rlscale.platform.spec import (
     DEFAULT_STOP_ITERATIONS,
     ExperimentSpec,
     load_spec,
+    load_yaml,
     parse_assignments,
     spec_from_dict,
 )
@@ -136,6 +137,30 @@ def test_malformed_yaml_names_the_line(tmp_path):
     path = write(tmp_path, "algorithm: ppo\nenv: [CartPole-v1\nseed: 1\n")
     with pytest.raises(SpecError, match=r"not valid YAML at line \d+"):
         load_spec(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        (
+            "algorithm: ppo\nenv: CartPole-v1\nalgorithm: dqn\n",
+            r"line 3, column 1: the key 'algorithm' is given twice \(first on line 1\)",
+        ),
+        (
+            "algorithm: ppo\nenv: CartPole-v1\nhyperparameters:\n  lr: 0.1\n  lr: 0.2\n",
+            r"line 5, column 3: the key 'lr' is given twice \(first on line 4\)",
+        ),
+    ],
+)
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path, text, where):
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError, match=where):
+        load_spec(path)
+
+
+def test_yaml_merge_keys_still_override():
+    assert load_yaml("a: &x {b: 1}\nc:\n  <<: *x\n  b: 2") == {"a": {"b": 1}, "c": {"b": 2}}
 
 
 def test_yaml_that_is_not_a_mapping(tmp_path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -175,11 +175,34 @@ def load_spec(path: str | Path | None, overrides: dict[str, Any] | None = None) 
 
 
 class _SpecYamlLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading ``3e-4`` as the float it means.
+    """PyYAML's safe loader, reading ``3e-4`` as the float it means and refusing a key given
+    twice in one mapping.
 
     YAML 1.1 (PyYAML's dialect) only takes exponents after a dot (``3.0e-4``): ``lr: 3e-4``
-    reached RLlib as the string '3e-4', which it rejects as a learning-rate schedule.
+    reached RLlib as the string '3e-4', which it rejects as a learning-rate schedule. PyYAML
+    keeps the last of two equal keys, so ``algorithm: ppo`` then ``algorithm: dqn`` silently
+    trained DQN.
     """
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first_lines: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                line = key_node.start_mark.line + 1
+                if isinstance(key, Hashable) and key in first_lines:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"the key {key!r} is given twice (first on line {first_lines[key]}); "
+                        "keep one",
+                        key_node.start_mark,
+                    )
+                if isinstance(key, Hashable):
+                    first_lines[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 _SpecYamlLoader.add_implicit_resolver(
