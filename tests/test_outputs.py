@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 from types import SimpleNamespace
 
 import pytest
 
+import rlscale
 from rlscale.errors import CheckpointError, OutputError
 from rlscale.platform.episode_stats import (
     EPISODE_LENGTHS_KEY,
@@ -25,6 +27,7 @@ from rlscale.platform.outputs import (
     create_run_dir,
     flatten_numbers,
     read_checkpoint,
+    restore_or_explain,
 )
 from rlscale.platform.plots import plot_learning_curve
 from rlscale.platform.spec import ExperimentSpec, StopRules
@@ -200,6 +203,40 @@ def test_a_file_given_as_a_checkpoint_is_called_a_file(tmp_path):
     file.write_text("not a checkpoint")
     with pytest.raises(CheckpointError, match="notes.txt is a file; pass the checkpoint folder"):
         read_checkpoint(file)
+
+
+class _OtherAlgorithm(_SavingAlgorithm):
+    pass
+
+
+def test_the_marker_records_the_saved_algorithm_and_refuses_another(tmp_path):
+    final = CheckpointWriter(tmp_path, _spec(tmp_path)).save_final(_SavingAlgorithm("x"), None)
+    marker = json.loads((final / CHECKPOINT_MARKER).read_text())
+    assert marker["algorithm_class"].endswith("test_outputs._SavingAlgorithm")
+    assert marker["rlscale_version"] == rlscale.__version__
+    info = read_checkpoint(final)
+    info.check_algorithm_class(_SavingAlgorithm)
+    with pytest.raises(CheckpointError, match=r"names algorithm 'ppo' .*state is a .*_Saving"):
+        info.check_algorithm_class(_OtherAlgorithm)
+
+
+def test_a_marker_whose_algorithm_disagrees_with_its_spec_is_damaged(tmp_path):
+    final = CheckpointWriter(tmp_path, _spec(tmp_path)).save_final(_SavingAlgorithm("x"), None)
+    marker = json.loads((final / CHECKPOINT_MARKER).read_text())
+    (final / CHECKPOINT_MARKER).write_text(json.dumps(marker | {"algorithm": "dqn"}))
+    with pytest.raises(CheckpointError, match="names algorithm 'dqn' but holds the spec of 'ppo'"):
+        read_checkpoint(final)
+
+
+class _TruncatedState:
+    def restore_from_path(self, path: str) -> None:
+        raise pickle.UnpicklingError("pickle data was truncated")
+
+
+def test_a_truncated_saved_state_is_reported_as_a_damaged_checkpoint(tmp_path):
+    final = CheckpointWriter(tmp_path, _spec(tmp_path)).save_final(_SavingAlgorithm("x"), None)
+    with pytest.raises(CheckpointError, match="is damaged: .*pickle data was truncated"):
+        restore_or_explain(_TruncatedState(), read_checkpoint(final))
 
 
 def test_plot_without_finished_episodes_still_writes_a_png(tmp_path):

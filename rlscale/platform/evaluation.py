@@ -16,7 +16,7 @@ import numpy as np
 from rlscale.envs import RECORD_VIDEO_KEY, make_env
 from rlscale.errors import CheckpointError, OutputError
 from rlscale.platform.experiment import PreparedExperiment, prepare
-from rlscale.platform.outputs import PERIODIC_CHECKPOINTS, read_checkpoint
+from rlscale.platform.outputs import PERIODIC_CHECKPOINTS, read_checkpoint, restore_or_explain
 from rlscale.platform.ray_output import RAY_LOG, RayOutput
 from rlscale.platform.runtime import ray_session
 
@@ -89,6 +89,7 @@ def evaluate(
         spec.env_config[RECORD_VIDEO_KEY] = str(video_path)
     # Offline algorithms are rebuilt without their dataset: evaluation needs only the env.
     prepared = prepare(spec, attach_dataset=False)
+    info.check_algorithm_class(prepared.config.algo_class)
     title = f"rlscale evaluate {info.path}"
     with (
         RayOutput(evaluation_log(info.path), console=verbose, title=title) as ray_output,
@@ -97,7 +98,7 @@ def evaluate(
         ray_output.capture_worker_output()
         algo = prepared.config.build_algo()
         try:
-            algo.restore_from_path(str(info.path))
+            restore_or_explain(algo, info)
             sampled = algo.env_runner.sample(num_episodes=episodes, explore=False)
             policy_text = _describe_policy(prepared, algo)
         finally:

@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import os
+import pickle
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, fields
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rlscale import __version__
 from rlscale.errors import CheckpointError, OutputError
 from rlscale.platform.episode_stats import EpisodeWindow
 from rlscale.platform.spec import ExperimentSpec, spec_from_dict
@@ -32,6 +34,7 @@ CHECKPOINT_MARKER = "rlscale.json"
 FINAL_CHECKPOINT = "checkpoint_final"
 PERIODIC_CHECKPOINTS = "checkpoints"
 CHECKPOINT_FORMAT = 1
+ALGORITHM_CLASS_KEY = "algorithm_class"
 
 
 @dataclass
@@ -229,6 +232,8 @@ class CheckpointWriter:
         marker = {
             "format": CHECKPOINT_FORMAT,
             "algorithm": self.spec.algorithm,
+            ALGORITHM_CLASS_KEY: class_path(type(algo)),
+            "rlscale_version": __version__,
             "env": self.spec.env,
             "metrics": asdict(metrics) if metrics else None,
             "spec": self.spec.model_dump(mode="json"),
@@ -268,6 +273,37 @@ class CheckpointInfo:
     path: Path
     spec: ExperimentSpec
     metrics: dict[str, Any] | None
+    algorithm_class: str | None = None
+    """The saved Algorithm's class (``module.QualName``); None in checkpoints from before the
+    marker recorded it."""
+
+    def check_algorithm_class(self, algorithm_class: type) -> None:
+        """Refuse to restore a checkpoint whose saved state is another algorithm's than the one
+        its marker names (a marker edited, or copied from another checkpoint)."""
+        expected = class_path(algorithm_class)
+        if self.algorithm_class is not None and self.algorithm_class != expected:
+            raise CheckpointError(
+                f"checkpoint {self.path} names algorithm '{self.spec.algorithm}' ({expected}), "
+                f"but its saved state is a {self.algorithm_class}: its {CHECKPOINT_MARKER} does "
+                "not belong to it. Use the folder `rlscale train` wrote, unedited."
+            )
+
+
+def class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def restore_or_explain(algo: Algorithm, info: CheckpointInfo) -> None:
+    """``algo.restore_from_path`` of the checkpoint, with a damaged file (truncated, emptied,
+    not a pickle) reported as such instead of a traceback."""
+    try:
+        algo.restore_from_path(str(info.path))
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError) as exc:
+        raise CheckpointError(
+            f"checkpoint {info.path} is damaged: a saved state does not load "
+            f"({type(exc).__name__}: {exc}). Use another of the run's checkpoints "
+            "(checkpoints/iter_*) or train again."
+        ) from None
 
 
 def _is_run_folder(path: Path) -> bool:
@@ -327,4 +363,14 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
         raise CheckpointError(
             f"{marker} is unreadable ({exc}); the checkpoint is damaged."
         ) from None
-    return CheckpointInfo(path=path.resolve(), spec=spec, metrics=data.get("metrics"))
+    if data.get("algorithm", spec.algorithm) != spec.algorithm:
+        raise CheckpointError(
+            f"{marker} names algorithm '{data['algorithm']}' but holds the spec of "
+            f"'{spec.algorithm}'; the checkpoint is damaged."
+        )
+    return CheckpointInfo(
+        path=path.resolve(),
+        spec=spec,
+        metrics=data.get("metrics"),
+        algorithm_class=data.get(ALGORITHM_CLASS_KEY),
+    )
