@@ -173,6 +173,35 @@ def test_ctrl_c_stops_cleanly_with_a_final_checkpoint(tmp_path):
     assert "Traceback" not in stderr
 
 
+def test_a_second_ctrl_c_aborts_and_says_no_final_checkpoint_was_written(tmp_path):
+    command = [
+        str(Path(sys.executable).with_name("rlscale")),
+        *("train", "ppo", "--env", "CartPole-v1", "--stop-iters", "500"),
+        *("--output", str(tmp_path), "--name", "abort"),
+    ]
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 180
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line.lstrip().startswith("iter") or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGINT)
+    for line in process.stderr:
+        seen.append(line)
+        if "Ctrl-C again aborts" in line or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=180)
+    assert process.returncode != 0
+    assert "aborting now; no final checkpoint is written" in stderr, "".join(seen) + stderr
+    assert not (tmp_path / "abort" / "checkpoint_final").exists()
+    assert (tmp_path / "abort" / "metrics.csv").is_file()
+    assert "Traceback" not in stderr
+
+
 def test_evaluate_records_mujoco_video(ray_local, tmp_path):
     if (
         not shutil.which("ldconfig")

@@ -140,6 +140,10 @@ def _stop_on_sigint(progress: TrainingProgress) -> Iterator[threading.Event]:
 
     def handler(signum, frame):
         if requested.is_set():
+            progress.message(
+                "Ctrl-C again: aborting now; no final checkpoint is written (the run folder "
+                "keeps metrics.csv and any periodic checkpoints already written)"
+            )
             raise KeyboardInterrupt
         requested.set()
         progress.message("Ctrl-C: stopping after this iteration and saving (Ctrl-C again aborts)")
