@@ -4,6 +4,7 @@ and the Python API (``rlscale.list_datasets``, ...) the CLI wraps."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +117,21 @@ def test_interrupted_write_leaves_nothing_that_loads(root):
     assert minari.list_local_datasets() == {}
     assert not (root / "cut" / "short-v0").exists()
     assert [p.name for p in root.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_killed_writers_partial_folder_is_removed_by_the_next_write(root):
+    """SIGKILL skips a writer's clean-up; the next write in the root removes what it left, and
+    leaves alone the folder of a writer still running."""
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    root.mkdir(parents=True, exist_ok=True)
+    stale = root / f".partial-{finished.pid}-0123456789ab"
+    live = root / f".partial-{os.getpid()}-ba9876543210"
+    for folder in (stale, live):
+        (folder / "data").mkdir(parents=True)
+    _write(root, "after/kill-v0", [_cartpole_episode()])
+    assert not stale.exists()
+    assert live.is_dir()
 
 
 def test_existing_dataset_is_never_overwritten(root):

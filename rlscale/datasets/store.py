@@ -195,10 +195,16 @@ def write_dataset(
     return DatasetWrite(dataset_id, final / DATA_DIR, count, steps)
 
 
+PARTIAL_PREFIX = ".partial-"
+
+
 @contextmanager
 def _partial_folder(base: Path) -> Iterator[Path]:
-    """A hidden folder under ``base`` (same filesystem, so the final rename is atomic)."""
-    partial = base / f".partial-{uuid.uuid4().hex[:12]}"
+    """A hidden folder under ``base`` (same filesystem, so the final rename is atomic), named
+    after this process; the partial folders of writers that were killed are removed first."""
+    if base.is_dir():
+        remove_stale_partials(base)
+    partial = base / f"{PARTIAL_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
     try:
         partial.mkdir(parents=True)
     except OSError as exc:
@@ -210,6 +216,28 @@ def _partial_folder(base: Path) -> Iterator[Path]:
         yield partial
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+
+
+def remove_stale_partials(base: Path) -> list[Path]:
+    """Delete the partial folders under ``base`` whose writing process is gone (killed before
+    its clean-up ran); a live writer's, another process's on this machine, is left alone."""
+    removed = []
+    for folder in base.glob(f"{PARTIAL_PREFIX}*"):
+        writer = folder.name[len(PARTIAL_PREFIX) :].split("-", 1)[0]
+        if folder.is_dir() and (not writer.isdigit() or not _process_alive(int(writer))):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def _ensure_namespaces(base: Path, dataset_id: str) -> None:
