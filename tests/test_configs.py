@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
 import pytest
 
 from rlscale.algorithms import Input, list_algorithms
+from rlscale.algorithms.registry import vector_observations_only
 from rlscale.envs import register_with_rllib
 from rlscale.errors import SpecError
 from rlscale.platform.experiment import prepare
@@ -200,3 +203,15 @@ def test_schedules_and_whole_floats_pass_the_type_checks():
     config = prepare(spec).config
     assert config.lr == schedule
     assert config.num_epochs == 2 and isinstance(config.num_epochs, int)
+
+
+def test_image_observations_are_refused_by_every_mlp_algorithm_naming_why():
+    """An MLP over raw frames ran minutes per iteration with a 604 MB checkpoint: every
+    algorithm whose networks take vectors refuses image observations before Ray starts."""
+    images = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    vectors = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    assert vector_observations_only(vectors, gym.spaces.Discrete(2)) is None
+    problem = vector_observations_only(images, gym.spaces.Discrete(2))
+    assert problem is not None and "images" in problem and "no convolutional encoder" in problem
+    takers = [e.name for e in list_algorithms() if vector_observations_only in e.space_checks]
+    assert {"ppo", "dqn", "bc", "cql", "diffusion_bc"} <= set(takers)

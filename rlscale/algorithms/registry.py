@@ -293,6 +293,14 @@ def discrete_observations_only(observation_space: gym.Space, _: gym.Space) -> st
 
 
 def vector_observations_only(observation_space: gym.Space, _: gym.Space) -> str | None:
+    if isinstance(observation_space, gym.spaces.Box) and len(observation_space.shape) == 3:
+        # An MLP on raw frames trains, but at minutes per iteration and with checkpoints of
+        # hundreds of MB: refuse it rather than let it run.
+        return (
+            "its networks are MLPs over a vector, and the observations are images "
+            f"{observation_space}; it has no convolutional encoder, so use an env with vector "
+            "observations"
+        )
     if isinstance(observation_space, gym.spaces.Box):
         return None
     return (
