@@ -316,6 +316,9 @@ def test_cql_beats_the_noisy_policy_that_collected_its_pendulum_data(ray_local, 
     final = _last_evaluation(result)
     assert final.return_mean > collected.mean_return + 100
     assert final.normalized_return > 100
+    # Rebuilt without the dataset to act in the env (RLlib's SAC config once refused CQL's
+    # replay buffer there).
+    assert len(rlscale.evaluate(result.checkpoint, episodes=2).returns) == 2
 
 
 def test_cql_target_networks_move_by_tau_after_every_update(monkeypatch):

@@ -65,9 +65,17 @@ def set_offline_defaults(config: AlgorithmConfig, updates_per_iteration: int) ->
         setattr(config, key, copy.deepcopy(value))
 
 
+EVALUATION_REPLAY = {"type": "EpisodeReplayBuffer", "capacity": 1_000}
+"""The replay buffer of an offline config rebuilt to evaluate: nothing is replayed, but once it
+acts in the env RLlib's SAC config (under ``cql`` and ``bcq``) accepts only episode buffers,
+and CQL's default is a prioritized one."""
+
+
 def evaluation_only(config: AlgorithmConfig) -> None:
     """Rebuild an offline algorithm to act in the env: a local EnvRunner, no dataset."""
     config._is_online = True
+    if getattr(config, "replay_buffer_config", None):
+        config.replay_buffer_config = dict(EVALUATION_REPLAY)
 
 
 PREFETCH_THREAD_NAME = "iter_threaded"

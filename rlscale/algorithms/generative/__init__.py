@@ -1,6 +1,13 @@
-"""Generative family: policies built on the shared generative modules (diffusion BC), trained
-from Minari datasets like the offline family."""
+"""Generative family: policies built on the shared generative modules (diffusion BC, BCQ and
+discrete BCQ), trained from Minari datasets like the offline family."""
 
+from rlscale.algorithms.generative.bcq import BCQ, BCQConfig, BCQLearner, BCQModule
+from rlscale.algorithms.generative.bcq_discrete import (
+    DiscreteBCQ,
+    DiscreteBCQConfig,
+    DiscreteBCQLearner,
+    DiscreteBCQModule,
+)
 from rlscale.algorithms.generative.diffusion_bc import (
     DiffusionBC,
     DiffusionBCConfig,
@@ -12,11 +19,25 @@ from rlscale.algorithms.registry import (
     AlgorithmEntry,
     Input,
     continuous_actions_only,
+    discrete_actions_only,
     register_algorithm,
     vector_observations_only,
 )
 
-__all__ = ["DiffusionBC", "DiffusionBCConfig", "DiffusionBCLearner", "DiffusionBCModule"]
+__all__ = [
+    "BCQ",
+    "BCQConfig",
+    "BCQLearner",
+    "BCQModule",
+    "DiffusionBC",
+    "DiffusionBCConfig",
+    "DiffusionBCLearner",
+    "DiffusionBCModule",
+    "DiscreteBCQ",
+    "DiscreteBCQConfig",
+    "DiscreteBCQLearner",
+    "DiscreteBCQModule",
+]
 
 register_algorithm(
     AlgorithmEntry(
@@ -28,5 +49,29 @@ register_algorithm(
         space_checks=(continuous_actions_only, vector_observations_only),
         inputs=(Input.DATASET,),
         attach_dataset=attach_bc_dataset,
+    )
+)
+
+# BCQ and discrete BCQ: RLlib's offline input (the dataset streamed through Ray Data), as cql.
+register_algorithm(
+    AlgorithmEntry(
+        name="bcq",
+        family="generative",
+        summary="Batch-constrained Q-learning: VAE action proposals, bounded perturbation, "
+        "twin critics; Box actions",
+        config_class=BCQConfig,
+        space_checks=(continuous_actions_only, vector_observations_only),
+        inputs=(Input.DATASET,),
+    )
+)
+register_algorithm(
+    AlgorithmEntry(
+        name="bcq_discrete",
+        family="generative",
+        summary="Discrete batch-constrained Q-learning: DQN over the actions a behaviour-cloning "
+        "model allows (threshold τ); Discrete actions",
+        config_class=DiscreteBCQConfig,
+        space_checks=(discrete_actions_only, vector_observations_only),
+        inputs=(Input.DATASET,),
     )
 )
