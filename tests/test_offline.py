@@ -177,7 +177,8 @@ def test_only_non_finite_losses_count_as_divergence():
 def test_a_loss_that_becomes_nan_stops_training_and_keeps_the_checkpoints_before_it(
     ray_local, minari_root, tmp_path
 ):
-    """bc's learning rate jumps to 1e30 once 512 env steps are counted (from iteration 3): the run
+    """bc's learning rate jumps to 1e30 once 51,200 transitions are trained (from iteration 3,
+    at 100 updates of 256 per iteration): the run
     stops there with an error naming the iteration, its updates and the checkpoint of
     iteration 2, which stays; no final checkpoint of the NaN policy is written."""
     dataset = write_scripted_dataset(
@@ -191,7 +192,7 @@ def test_a_loss_that_becomes_nan_stops_training_and_keeps_the_checkpoints_before
         stop={"iterations": 6},
         output=tmp_path / "runs",
         checkpoint={"every": 2},
-        hyperparameters={"lr": [[0, 1e-3], [500, 1e-3], [501, 1e30]]},
+        hyperparameters={"lr": [[0, 1e-3], [50_000, 1e-3], [50_001, 1e30]]},
     )
     with pytest.raises(TrainingDivergedError) as raised:
         rlscale.train(spec)

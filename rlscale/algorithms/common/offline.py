@@ -115,10 +115,12 @@ def _wait_for_prefetch_threads(timeout_s: float) -> None:
 
 
 def offline_training_step(algorithm: Algorithm) -> None:
-    """One training iteration on the offline data: RLlib's BC (MARWIL) step.
+    """One training iteration on the offline data: RLlib's BC (MARWIL) step, for every
+    algorithm that streams its dataset through Ray Data.
 
     Unlike RLlib's CQL step it hands the data's ``iter_batches`` arguments (``prefetch_batches``,
-    a shuffle buffer when set) to the learners' iterators.
+    a shuffle buffer when set) to the learners' iterators; unlike RLlib's BC step it counts the
+    transitions of every update, not one batch per iteration.
     """
     config = algorithm.config
     with algorithm.metrics.log_time((TIMERS, OFFLINE_SAMPLING_TIMER)):
@@ -128,9 +130,14 @@ def offline_training_step(algorithm: Algorithm) -> None:
             num_shards=config.num_learners,
             return_iterator=return_iterator,
         )
+        # The env-steps counter (progress, metrics.csv, timestep stop rules and schedules)
+        # counts the transitions trained on, as for the in-memory offline algorithms
+        # (``log_trained_transitions``): every update of the iteration takes one batch.
         algorithm.metrics.log_value(
             NUM_ENV_STEPS_SAMPLED_LIFETIME,
-            config.train_batch_size_per_learner * max(1, config.num_learners),
+            config.train_batch_size_per_learner
+            * config.dataset_num_iters_per_learner
+            * max(1, config.num_learners),
             reduce="lifetime_sum",
         )
         if return_iterator:

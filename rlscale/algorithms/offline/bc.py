@@ -34,7 +34,11 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
 
 from rlscale.algorithms.common.config import RlscaleConfigMixin, _action_space_of
-from rlscale.algorithms.common.offline import ReleasesDataIterators, set_offline_defaults
+from rlscale.algorithms.common.offline import (
+    ReleasesDataIterators,
+    offline_training_step,
+    set_offline_defaults,
+)
 from rlscale.algorithms.common.offline_data import normalized_action_bounds, use_minari_dataset
 from rlscale.datasets.ray_data import read_transitions, to_unit_range
 
@@ -182,9 +186,14 @@ class StandardizedBCModule(DefaultBCTorchRLModule):
 
 
 class BC(ReleasesDataIterators, RLlibBC):
-    """RLlib's BC, closing its data iterator when it stops."""
+    """RLlib's BC, closing its data iterator when it stops, with the offline family's training
+    step (RLlib's, counting every transition trained on)."""
 
     @classmethod
     @override(RLlibBC)
     def get_default_config(cls) -> BCConfig:
         return BCConfig()
+
+    @override(RLlibBC)
+    def training_step(self) -> None:
+        offline_training_step(self)
