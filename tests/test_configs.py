@@ -28,6 +28,7 @@ EXPERT = "random"
 SET_BY_THE_PLATFORM = {
     "callbacks",  # rlscale's whole-episode tracker joins the config's callbacks
     "_is_online",  # an offline algorithm prepared without its dataset acts in the env
+    "replay_buffer_config",  # ... with an episode buffer RLlib's SAC config accepts there
 }
 
 

@@ -1,5 +1,5 @@
-"""Generative family: policies built on the shared generative modules (diffusion BC, BCQ and
-discrete BCQ), trained from Minari datasets like the offline family."""
+"""Generative family: policies built on the shared generative modules (diffusion BC,
+Diffusion-QL, BCQ and discrete BCQ), trained from Minari datasets like the offline family."""
 
 from rlscale.algorithms.generative.bcq import BCQ, BCQConfig, BCQLearner, BCQModule
 from rlscale.algorithms.generative.bcq_discrete import (
@@ -13,6 +13,12 @@ from rlscale.algorithms.generative.diffusion_bc import (
     DiffusionBCConfig,
     DiffusionBCLearner,
     DiffusionBCModule,
+)
+from rlscale.algorithms.generative.diffusion_ql import (
+    DiffusionQL,
+    DiffusionQLConfig,
+    DiffusionQLLearner,
+    DiffusionQLModule,
 )
 from rlscale.algorithms.offline.bc import attach_bc_dataset
 from rlscale.algorithms.registry import (
@@ -33,6 +39,10 @@ __all__ = [
     "DiffusionBCConfig",
     "DiffusionBCLearner",
     "DiffusionBCModule",
+    "DiffusionQL",
+    "DiffusionQLConfig",
+    "DiffusionQLLearner",
+    "DiffusionQLModule",
     "DiscreteBCQ",
     "DiscreteBCQConfig",
     "DiscreteBCQLearner",
@@ -46,6 +56,21 @@ register_algorithm(
         summary="Behaviour cloning with a diffusion policy (DDPM training, DDIM sampling); "
         "Box actions",
         config_class=DiffusionBCConfig,
+        space_checks=(continuous_actions_only, vector_observations_only),
+        inputs=(Input.DATASET,),
+        attach_dataset=attach_bc_dataset,
+    )
+)
+
+# Diffusion-QL: RLlib's offline input (the dataset streamed through Ray Data), as cql, plus the
+# dataset's observation statistics (``standardize``), which attach_bc_dataset computes.
+register_algorithm(
+    AlgorithmEntry(
+        name="diffusion_ql",
+        family="generative",
+        summary="Diffusion-QL: a diffusion policy trained by cloning plus a Q term through its "
+        "reverse chain, twin critics; Box actions",
+        config_class=DiffusionQLConfig,
         space_checks=(continuous_actions_only, vector_observations_only),
         inputs=(Input.DATASET,),
         attach_dataset=attach_bc_dataset,
