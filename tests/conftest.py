@@ -109,3 +109,19 @@ def write_scripted_dataset(
     finally:
         environment.close()
     return name
+
+
+def pendulum_transition_batch(rows: int, seed: int = 0) -> dict:
+    """A batch of random Pendulum-shaped transitions (3 observations, 1 action in [-1, 1],
+    nothing terminated) for the offline learners' unit tests; ``seed`` fixes it."""
+    import torch
+    from ray.rllib.core.columns import Columns
+
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        Columns.OBS: torch.rand(rows, 3, generator=generator) * 2 - 1,
+        Columns.NEXT_OBS: torch.rand(rows, 3, generator=generator) * 2 - 1,
+        Columns.ACTIONS: torch.rand(rows, 1, generator=generator) * 2 - 1,
+        Columns.REWARDS: torch.randn(rows, generator=generator),
+        Columns.TERMINATEDS: torch.zeros(rows, dtype=torch.bool),
+    }

@@ -17,7 +17,7 @@ from rlscale.algorithms.generative import BCQConfig, BCQModule, DiscreteBCQModul
 from rlscale.algorithms.generative.bcq import module as bcq_keys
 from rlscale.errors import IncompatibleSpaceError, SpecError
 from rlscale.platform.experiment import prepare
-from tests.conftest import write_scripted_dataset
+from tests.conftest import pendulum_transition_batch, write_scripted_dataset
 from tests.test_offline import _collect, _last_evaluation, _train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -43,17 +43,6 @@ def _bcq_module(normalize_actions: bool = True, **training) -> BCQModule:
 def _observations(rows: int, seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.rand(rows, 3, generator=generator) * 2 - 1
-
-
-def _bcq_batch(rows: int = 32, seed: int = 0) -> dict:
-    generator = torch.Generator().manual_seed(seed)
-    return {
-        Columns.OBS: torch.rand(rows, 3, generator=generator) * 2 - 1,
-        Columns.NEXT_OBS: torch.rand(rows, 3, generator=generator) * 2 - 1,
-        Columns.ACTIONS: torch.rand(rows, 1, generator=generator) * 2 - 1,
-        Columns.REWARDS: torch.randn(rows, generator=generator),
-        Columns.TERMINATEDS: torch.zeros(rows, dtype=torch.bool),
-    }
 
 
 # ------------------------------------------------------------------------------- BCQ acting
@@ -188,7 +177,7 @@ def test_each_bcq_loss_moves_only_its_own_network():
     learner = _bcq_learner()
     module = learner.module["default_policy"].unwrapped()
     named = dict(module.named_parameters())
-    batch = _bcq_batch()
+    batch = pendulum_transition_batch(32)
     fwd_out = module.forward_train(batch)
     target = batch[Columns.REWARDS] + 0.99 * fwd_out[bcq_keys.Q_TARGET_NEXT]
     critic_loss = (fwd_out[bcq_keys.Q_LOGGED] - target).pow(2).mean()
@@ -211,7 +200,7 @@ def test_a_bcq_update_steps_every_network_and_moves_the_targets_by_tau():
     learner = _bcq_learner(tau=0.5)
     module = learner.module["default_policy"].unwrapped()
     before = {name: p.detach().clone() for name, p in module.state_dict().items()}
-    columns = {key: value.numpy() for key, value in _bcq_batch(16).items()}
+    columns = {key: value.numpy() for key, value in pendulum_transition_batch(16).items()}
     columns[Columns.TRUNCATEDS] = np.zeros(16, dtype=bool)
     batch = MultiAgentBatch({"default_policy": SampleBatch(columns)}, env_steps=16)
     learner.update(batch=batch, minibatch_size=16, num_epochs=1)

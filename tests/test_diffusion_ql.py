@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import write_scripted_dataset
+from conftest import pendulum_transition_batch, write_scripted_dataset
 from ray.rllib.core.columns import Columns
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 
@@ -61,17 +61,6 @@ def _learner(**training) -> DiffusionQLLearner:
     return config.build_learner(
         spaces={"default_policy": (PENDULUM_OBSERVATIONS, PENDULUM_ACTIONS)}
     )
-
-
-def _batch(rows: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return {
-        Columns.OBS: torch.rand(rows, 3, generator=generator) * 2 - 1,
-        Columns.NEXT_OBS: torch.rand(rows, 3, generator=generator) * 2 - 1,
-        Columns.ACTIONS: torch.rand(rows, 1, generator=generator) * 2 - 1,
-        Columns.REWARDS: torch.randn(rows, generator=generator),
-        Columns.TERMINATEDS: torch.zeros(rows, dtype=torch.bool),
-    }
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -149,7 +138,7 @@ def test_the_actor_loss_clones_and_its_q_term_reaches_every_denoising_step():
     # Rows whose predicted clean action a0_hat is clipped to the bounds at a step pass no
     # gradient back through that step (at the noisiest step, most of them): enough rows that
     # every step has some that are not.
-    batch = _batch(rows=256)
+    batch = pendulum_transition_batch(256)
     torch.manual_seed(0)
     fwd_out = module.forward_train(batch)
     # One noise prediction per denoising step, each in the actor action's graph.
@@ -191,7 +180,7 @@ def test_the_td_target_bootstraps_from_the_ema_policy_and_the_target_critics():
         return actions
 
     module.sample_actions = record
-    batch = _batch(rows=8)
+    batch = pendulum_transition_batch(8)
     fwd_out = module.forward_train(batch)
     diffusion, condition, actions = drawn[-1]
     assert diffusion is module.target_policy and condition.shape[0] == 8 * 4
@@ -223,7 +212,8 @@ def test_targets_and_the_ema_policy_move_by_tau_after_every_update(monkeypatch):
     monkeypatch.setattr(sac, "polyak_step", record_and_average)
     rows = 16
     columns = {
-        key: value.repeat(3, *[1] * (value.dim() - 1)) for key, value in _batch(rows).items()
+        key: value.repeat(3, *[1] * (value.dim() - 1))
+        for key, value in pendulum_transition_batch(rows).items()
     }
     columns = {key: value.numpy() for key, value in columns.items()}
     columns[Columns.TRUNCATEDS] = np.zeros(3 * rows, dtype=bool)
@@ -242,7 +232,7 @@ def test_targets_and_the_ema_policy_move_by_tau_after_every_update(monkeypatch):
 def test_gradient_norms_are_clipped_per_network():
     learner = _learner(actor_grad_clip=1e-3, critic_grad_clip=None, eta=1.0)
     module = learner.module["default_policy"].unwrapped()
-    batch = _batch()
+    batch = pendulum_transition_batch(32)
     fwd_out = module.forward_train(batch)
     loss = learner.compute_loss_for_module(
         module_id="default_policy", config=learner.config, batch=batch, fwd_out=fwd_out
@@ -308,9 +298,11 @@ def test_ddim_with_fewer_steps_trains_and_acts():
     module = learner.module["default_policy"].unwrapped()
     calls = []
     module.policy.denoiser.register_forward_hook(lambda *_: calls.append(1))
-    fwd_out = module.forward_train(_batch(rows=8))
+    fwd_out = module.forward_train(pendulum_transition_batch(8))
     assert len(calls) == 2 and fwd_out[Q_ACTOR].requires_grad  # two DDIM steps, with the graph
-    actions = module.forward_inference({Columns.OBS: _batch(rows=4)[Columns.OBS]})[Columns.ACTIONS]
+    actions = module.forward_inference({Columns.OBS: pendulum_transition_batch(4)[Columns.OBS]})[
+        Columns.ACTIONS
+    ]
     assert actions.shape == (4, 1) and actions.abs().max() <= 1.0
 
 

@@ -26,7 +26,12 @@ from rlscale.platform.datasets_api import collect_dataset
 from rlscale.platform.experiment import prepare
 from rlscale.platform.iteration import non_finite_losses
 from rlscale.policies import scripted_policy
-from tests.conftest import mean_std_filter_stats, run_cli, write_scripted_dataset
+from tests.conftest import (
+    mean_std_filter_stats,
+    pendulum_transition_batch,
+    run_cli,
+    write_scripted_dataset,
+)
 
 EVERY_OFFLINE_ALGORITHM = [
     ("bc", "CartPole-v1", "cartpole_balance"),
@@ -371,20 +376,6 @@ def _cql_learner(**training):
     return config.build_learner(spaces={"default_policy": spaces})
 
 
-def _cql_batch(rows: int = 64, seed: int = 0) -> dict:
-    import torch
-    from ray.rllib.core.columns import Columns
-
-    generator = torch.Generator().manual_seed(seed)
-    return {
-        Columns.OBS: torch.rand(rows, 3, generator=generator) * 2 - 1,
-        Columns.NEXT_OBS: torch.rand(rows, 3, generator=generator) * 2 - 1,
-        Columns.ACTIONS: torch.rand(rows, 1, generator=generator) * 2 - 1,
-        Columns.REWARDS: torch.randn(rows, generator=generator),
-        Columns.TERMINATEDS: torch.zeros(rows, dtype=torch.bool),
-    }
-
-
 def test_cql_regularizer_scores_sampled_actions_at_the_logged_state():
     import torch
     from ray.rllib.core.columns import Columns
@@ -394,7 +385,7 @@ def test_cql_regularizer_scores_sampled_actions_at_the_logged_state():
     with torch.no_grad():  # a near-deterministic policy: its samples are tanh(mean)
         module.policy.log_std.weight.zero_()
         module.policy.log_std.bias.fill_(-20.0)
-    batch, samples = _cql_batch(), learner.config.num_actions
+    batch, samples = pendulum_transition_batch(64), learner.config.num_actions
     rows = batch[Columns.OBS].shape[0]
     critic_inputs = []
     module.critics.register_forward_hook(lambda mod, args, out: critic_inputs.append(args[0]))
@@ -426,7 +417,7 @@ def test_cql_losses_share_one_backward_pass_and_move_only_their_own_parameters()
 
     learner = _cql_learner(bc_iters=0)
     module = learner.module["default_policy"].unwrapped()
-    batch = _cql_batch()
+    batch = pendulum_transition_batch(64)
     torch.manual_seed(0)
     fwd_out = module.forward_train(batch)
     total = learner.compute_loss_for_module(
@@ -516,7 +507,7 @@ def test_cql_clones_the_data_for_bc_iters_updates_then_follows_q():
         out_keys.Q_TARGET_NEXT: torch.zeros(rows),
         out_keys.LOGP_NEXT: torch.zeros(rows),
     }
-    batch = _cql_batch(rows)
+    batch = pendulum_transition_batch(rows)
     actor_losses = []
     for _ in range(5):
         learner.compute_loss_for_module(
@@ -546,7 +537,7 @@ def test_cql_bootstraps_from_the_greedy_next_action_by_default(target_action):
 
     learner = _cql_learner(target_action=target_action)
     module = learner.module["default_policy"].unwrapped()
-    batch = _cql_batch()
+    batch = pendulum_transition_batch(64)
     with torch.no_grad():
         greedy_next = module.policy(batch[Columns.NEXT_OBS]).greedy()
         at_greedy = (

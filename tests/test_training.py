@@ -139,31 +139,38 @@ def test_cli_train_then_evaluate_json(tmp_path):
     assert report["std_return"] >= 0
 
 
-def test_ctrl_c_stops_cleanly_with_a_final_checkpoint(tmp_path):
-    command = [
-        str(Path(sys.executable).with_name("rlscale")),
-        "train",
-        "ppo",
-        "--env",
-        "CartPole-v1",
-        "--stop-iters",
-        "500",
-        "--output",
-        str(tmp_path),
-        "--name",
-        "int",
-    ]
-    process = subprocess.Popen(
-        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.monotonic() + 180
-    seen = []
+SIGINT_DEADLINE_S = 180
+
+
+def _train_until(process: subprocess.Popen, marker, seen: list[str]) -> None:
+    """Read the run's console until a line for which ``marker`` holds (or the deadline)."""
+    deadline = time.monotonic() + SIGINT_DEADLINE_S
     for line in process.stderr:
         seen.append(line)
-        if line.lstrip().startswith("iter") or time.monotonic() > deadline:
-            break
+        if marker(line) or time.monotonic() > deadline:
+            return
+
+
+def _start_ppo_run(tmp_path, name: str) -> subprocess.Popen:
+    command = [
+        str(Path(sys.executable).with_name("rlscale")),
+        *("train", "ppo", "--env", "CartPole-v1", "--stop-iters", "500"),
+        *("--output", str(tmp_path), "--name", name),
+    ]
+    return subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _first_iteration(line: str) -> bool:
+    return line.lstrip().startswith("iter")
+
+
+def test_ctrl_c_stops_cleanly_with_a_final_checkpoint(tmp_path):
+    process, seen = _start_ppo_run(tmp_path, "int"), []
+    _train_until(process, _first_iteration, seen)
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=180)
+    stdout, stderr = process.communicate(timeout=SIGINT_DEADLINE_S)
     assert process.returncode == 130, "".join(seen) + stderr
     final = tmp_path / "int" / "checkpoint_final"
     assert (final / CHECKPOINT_MARKER).is_file()
@@ -174,27 +181,12 @@ def test_ctrl_c_stops_cleanly_with_a_final_checkpoint(tmp_path):
 
 
 def test_a_second_ctrl_c_aborts_and_says_no_final_checkpoint_was_written(tmp_path):
-    command = [
-        str(Path(sys.executable).with_name("rlscale")),
-        *("train", "ppo", "--env", "CartPole-v1", "--stop-iters", "500"),
-        *("--output", str(tmp_path), "--name", "abort"),
-    ]
-    process = subprocess.Popen(
-        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.monotonic() + 180
-    seen = []
-    for line in process.stderr:
-        seen.append(line)
-        if line.lstrip().startswith("iter") or time.monotonic() > deadline:
-            break
+    process, seen = _start_ppo_run(tmp_path, "abort"), []
+    _train_until(process, _first_iteration, seen)
     process.send_signal(signal.SIGINT)
-    for line in process.stderr:
-        seen.append(line)
-        if "Ctrl-C again aborts" in line or time.monotonic() > deadline:
-            break
+    _train_until(process, lambda line: "Ctrl-C again aborts" in line, seen)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=180)
+    _, stderr = process.communicate(timeout=SIGINT_DEADLINE_S)
     assert process.returncode != 0
     assert "aborting now; no final checkpoint is written" in stderr, "".join(seen) + stderr
     assert not (tmp_path / "abort" / "checkpoint_final").exists()

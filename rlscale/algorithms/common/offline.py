@@ -3,6 +3,7 @@
 - :func:`set_offline_defaults`: no online sampling, a fixed number of updates per iteration,
   periodic greedy evaluation episodes;
 - :func:`evaluation_only`: the same config rebuilt to act in the env without a dataset;
+- :class:`NextObservationsForOfflineDQN`: the DQN-based configs' learner connector with s';
 - :class:`ReleasesDataIterators`: an Algorithm mixin that closes Ray Data iterators on stop;
 - :func:`offline_training_step`: one iteration of updates on batches of the offline data;
 - :func:`attach_in_memory_dataset`: a small dataset that the algorithm reads into memory itself.
@@ -16,6 +17,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ray.rllib.connectors.common.add_observations_from_episodes_to_batch import (
+    AddObservationsFromEpisodesToBatch,
+)
+from ray.rllib.connectors.learner.add_next_observations_from_episodes_to_train_batch import (
+    AddNextObservationsFromEpisodesToTrainBatch,
+)
 from ray.rllib.core.learner.training_data import TrainingData
 from ray.rllib.utils.metrics import (
     LEARNER_RESULTS,
@@ -76,6 +83,24 @@ def evaluation_only(config: AlgorithmConfig) -> None:
     config._is_online = True
     if getattr(config, "replay_buffer_config", None):
         config.replay_buffer_config = dict(EVALUATION_REPLAY)
+
+
+class NextObservationsForOfflineDQN:
+    """Config mixin of the DQN-based offline algorithms (``cql_discrete``, ``bcq_discrete``):
+    their TD targets need ``NEXT_OBS``, and the OfflinePreLearner builds its own learner
+    connector from the config, where DQN's config does not add that piece (it adds it to the
+    learner's own pipeline only)."""
+
+    def build_learner_connector(self, input_observation_space, input_action_space, device=None):
+        pipeline = super().build_learner_connector(
+            input_observation_space=input_observation_space,
+            input_action_space=input_action_space,
+            device=device,
+        )
+        pipeline.insert_after(
+            AddObservationsFromEpisodesToBatch, AddNextObservationsFromEpisodesToTrainBatch()
+        )
+        return pipeline
 
 
 PREFETCH_THREAD_NAME = "iter_threaded"

@@ -36,12 +36,6 @@ from ray.rllib.algorithms.dqn.dqn_learner import (
     QF_TARGET_NEXT_PREDS,
 )
 from ray.rllib.algorithms.dqn.torch.dqn_torch_learner import DQNTorchLearner
-from ray.rllib.connectors.common.add_observations_from_episodes_to_batch import (
-    AddObservationsFromEpisodesToBatch,
-)
-from ray.rllib.connectors.learner.add_next_observations_from_episodes_to_train_batch import (
-    AddNextObservationsFromEpisodesToTrainBatch,
-)
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
@@ -49,6 +43,7 @@ from torch.nn import functional
 
 from rlscale.algorithms.common.config import RlscaleConfigMixin
 from rlscale.algorithms.common.offline import (
+    NextObservationsForOfflineDQN,
     ReleasesDataIterators,
     offline_training_step,
     set_offline_defaults,
@@ -64,7 +59,7 @@ TD_LOSS_KEY = "td_loss"
 IMITATION_LOSS_KEY = "imitation_loss"
 
 
-class DiscreteBCQConfig(RlscaleConfigMixin, RLlibDQNConfig):
+class DiscreteBCQConfig(RlscaleConfigMixin, NextObservationsForOfflineDQN, RLlibDQNConfig):
     """RLlib's DQNConfig on offline data plus ``bcq_threshold`` and ``imitation_logit_penalty``."""
 
     RLSCALE_KEYS: ClassVar[tuple[str, ...]] = ("bcq_threshold", "imitation_logit_penalty")
@@ -104,20 +99,6 @@ class DiscreteBCQConfig(RlscaleConfigMixin, RLlibDQNConfig):
     @override(RLlibDQNConfig)
     def get_default_learner_class(self) -> type[DiscreteBCQLearner]:
         return DiscreteBCQLearner
-
-    @override(RLlibDQNConfig)
-    def build_learner_connector(self, input_observation_space, input_action_space, device=None):
-        # The OfflinePreLearner builds its own connector from the config: it needs NEXT_OBS
-        # (DQN's learner adds that piece only to the learner's own pipeline).
-        pipeline = super().build_learner_connector(
-            input_observation_space=input_observation_space,
-            input_action_space=input_action_space,
-            device=device,
-        )
-        pipeline.insert_after(
-            AddObservationsFromEpisodesToBatch, AddNextObservationsFromEpisodesToTrainBatch()
-        )
-        return pipeline
 
     @override(RLlibDQNConfig)
     def validate(self) -> None:

@@ -21,18 +21,13 @@ from ray.rllib.algorithms.dqn import DQN as RLlibDQN
 from ray.rllib.algorithms.dqn import DQNConfig as RLlibDQNConfig
 from ray.rllib.algorithms.dqn.dqn_learner import QF_NEXT_PREDS, QF_PREDS, QF_TARGET_NEXT_PREDS
 from ray.rllib.algorithms.dqn.torch.dqn_torch_learner import DQNTorchLearner
-from ray.rllib.connectors.common.add_observations_from_episodes_to_batch import (
-    AddObservationsFromEpisodesToBatch,
-)
-from ray.rllib.connectors.learner.add_next_observations_from_episodes_to_train_batch import (
-    AddNextObservationsFromEpisodesToTrainBatch,
-)
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
 
 from rlscale.algorithms.common.config import RlscaleConfigMixin
 from rlscale.algorithms.common.offline import (
+    NextObservationsForOfflineDQN,
     ReleasesDataIterators,
     offline_training_step,
     set_offline_defaults,
@@ -43,7 +38,7 @@ CQL_REGULARIZER_KEY = "cql_regularizer"
 TD_LOSS_KEY = "td_loss"
 
 
-class DiscreteCQLConfig(RlscaleConfigMixin, RLlibDQNConfig):
+class DiscreteCQLConfig(RlscaleConfigMixin, NextObservationsForOfflineDQN, RLlibDQNConfig):
     """RLlib's DQNConfig plus ``cql_alpha``, the weight of the conservative regularizer."""
 
     RLSCALE_KEYS = ("cql_alpha",)
@@ -70,20 +65,6 @@ class DiscreteCQLConfig(RlscaleConfigMixin, RLlibDQNConfig):
     @override(RLlibDQNConfig)
     def get_default_learner_class(self) -> type[DiscreteCQLLearner]:
         return DiscreteCQLLearner
-
-    @override(RLlibDQNConfig)
-    def build_learner_connector(self, input_observation_space, input_action_space, device=None):
-        # The OfflinePreLearner builds its own connector from the config: it needs NEXT_OBS
-        # (DQN's learner adds that piece only to the learner's own pipeline).
-        pipeline = super().build_learner_connector(
-            input_observation_space=input_observation_space,
-            input_action_space=input_action_space,
-            device=device,
-        )
-        pipeline.insert_after(
-            AddObservationsFromEpisodesToBatch, AddNextObservationsFromEpisodesToTrainBatch()
-        )
-        return pipeline
 
     @override(RLlibDQNConfig)
     def validate(self) -> None:

@@ -18,7 +18,6 @@ gradient step.
 
 from __future__ import annotations
 
-import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.learner import POLICY_LOSS_KEY
 
@@ -36,22 +35,12 @@ from rlscale.algorithms.value_based.sac import TD_LOSS_KEY, SACLearner
 class BCQLearner(SACLearner):
     """SAC's optimizer stepping and per-step Polyak update with BCQ's three losses."""
 
-    def configure_optimizers_for_module(self, module_id, config=None) -> None:
-        module = self._module[module_id]
-        groups = (
+    def _optimizer_groups(self, module, config):
+        return (
             ("vae", module.vae.parameters(), config.vae_lr),
             ("perturbation", module.perturbation.parameters(), config.actor_lr),
             ("critics", module.critics.parameters(), config.critic_lr),
         )
-        for name, parameters, lr in groups:
-            params = list(parameters)
-            self.register_optimizer(
-                module_id=module_id,
-                optimizer_name=name,
-                optimizer=torch.optim.Adam(params, fused=True),
-                params=params,
-                lr_or_lr_schedule=lr,
-            )
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
         not_terminated = 1.0 - batch[Columns.TERMINATEDS].float()

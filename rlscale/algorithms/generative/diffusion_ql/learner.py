@@ -50,21 +50,11 @@ Q_NORMALIZER_FLOOR = 1e-6
 class DiffusionQLLearner(SACLearner):
     """SAC's optimizer stepping and per-step Polyak update with Diffusion-QL's two losses."""
 
-    def configure_optimizers_for_module(self, module_id, config=None) -> None:
-        module = self._module[module_id]
-        groups = (
+    def _optimizer_groups(self, module, config):
+        return (
             ("policy", module.policy.parameters(), config.actor_lr),
             ("critics", module.critics.parameters(), config.critic_lr),
         )
-        for name, parameters, lr in groups:
-            params = list(parameters)
-            self.register_optimizer(
-                module_id=module_id,
-                optimizer_name=name,
-                optimizer=torch.optim.Adam(params, fused=True),
-                params=params,
-                lr_or_lr_schedule=lr,
-            )
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
         module = self._module[module_id].unwrapped()

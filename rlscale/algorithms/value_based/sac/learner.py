@@ -34,13 +34,7 @@ class SACLearner(DQNTorchLearner):
     what the actor maximizes (:meth:`_critic_loss`, :meth:`_actor_value`)."""
 
     def configure_optimizers_for_module(self, module_id, config=None) -> None:
-        module = self._module[module_id]
-        groups = (
-            ("policy", module.policy.parameters(), config.actor_lr),
-            ("critics", module.critics.parameters(), config.critic_lr),
-            ("alpha", [module.log_alpha], config.alpha_lr),
-        )
-        for name, parameters, lr in groups:
+        for name, parameters, lr in self._optimizer_groups(self._module[module_id], config):
             params = list(parameters)
             self.register_optimizer(
                 module_id=module_id,
@@ -51,6 +45,14 @@ class SACLearner(DQNTorchLearner):
                 params=params,
                 lr_or_lr_schedule=lr,
             )
+
+    def _optimizer_groups(self, module, config) -> tuple[tuple[str, Any, Any], ...]:
+        """(optimizer name, its parameters, its learning rate): one Adam optimizer each."""
+        return (
+            ("policy", module.policy.parameters(), config.actor_lr),
+            ("critics", module.critics.parameters(), config.critic_lr),
+            ("alpha", [module.log_alpha], config.alpha_lr),
+        )
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
         module = self._module[module_id].unwrapped()
