@@ -18,8 +18,10 @@ from rich.table import Table
 
 from rlscale.errors import RlscaleError
 
+# Help texts are plain text: Rich markup would eat bracketed text such as "[default: runs]".
 app = typer.Typer(
     name="rlscale",
+    rich_markup_mode=None,
     help="Distributed reinforcement learning and offline RL on Ray RLlib.",
     no_args_is_help=True,
     add_completion=False,
@@ -201,7 +203,7 @@ def envs(
 def _listing_row(listing: Any) -> list[str]:
     def text(attribute: str) -> str:
         value = getattr(listing, attribute, None)
-        return "" if value is None else str(value)
+        return "" if value is None else escape(str(value))  # e.g. "gymnasium[box2d]"
 
     return [
         text("name"),
@@ -245,12 +247,12 @@ def tune(
         params = " ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
         table.add_row(
             str(rank),
-            trial.trial_id,
+            escape(trial.trial_id),
             trial.status,
             metric,
             str(trial.iterations),
             f"{trial.env_steps:,}",
-            params,
+            escape(params),
         )
     err.print(table)
     err.print(f"experiment folder: {result.experiment_dir}", highlight=False)
@@ -319,6 +321,7 @@ def cluster(
 
 
 datasets_app = typer.Typer(
+    rich_markup_mode=None,
     help="Minari datasets: collect, combine, list, info, validate, download.",
     no_args_is_help=True,
 )
@@ -386,11 +389,13 @@ def datasets_list(root: Annotated[Optional[Path], typer.Option(help=ROOT_HELP)] 
     table = Table("dataset", "env", "episodes", "steps", "size MB", "note")
     for entry in list_datasets(root):
         if isinstance(entry, UnreadableDataset):
-            table.add_row(entry.dataset_id, "", "", "", "", f"unreadable: {entry.problem}")
+            table.add_row(
+                escape(entry.dataset_id), "", "", "", "", escape(f"unreadable: {entry.problem}")
+            )
         else:
             table.add_row(
-                entry.dataset_id,
-                entry.env or "",
+                escape(entry.dataset_id),
+                escape(entry.env or ""),
                 str(entry.episodes),
                 f"{entry.steps:,}",
                 f"{entry.size_mb:g}",

@@ -126,8 +126,18 @@ def _ray_noise(text: str) -> list[str]:
 @pytest.mark.slow
 def test_train_and_evaluate_keep_rays_own_messages_in_the_run_folder(tmp_path):
     trained = run_cli(
-        "train", "ppo", "--env", "CartPole-v1", "--stop-iters", "1", "--seed", "0",
-        "--output", str(tmp_path), "--name", "quiet",
+        "train",
+        "ppo",
+        "--env",
+        "CartPole-v1",
+        "--stop-iters",
+        "1",
+        "--seed",
+        "0",
+        "--output",
+        str(tmp_path),
+        "--name",
+        "quiet",
     )
     assert trained.returncode == 0, trained.stderr
     assert not _ray_noise(trained.stdout + trained.stderr), trained.stderr
@@ -177,3 +187,32 @@ def test_a_spec_path_that_is_missing_or_a_folder_is_named(tmp_path, command):
     assert folder.returncode == 1 and "is a folder; give the path of a YAML spec file" in (
         folder.stderr
     )
+
+
+def test_help_texts_keep_their_bracketed_defaults_and_flags_show_no_type_tag():
+    result = run_cli("train", "--help")
+    assert result.returncode == 0
+    assert "Root folder for runs [default: runs]." in " ".join(result.stdout.split())
+    assert "--verbose <bool>" not in result.stdout
+
+
+def test_table_cells_are_printed_as_written_not_as_markup():
+    from types import SimpleNamespace
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from rlscale.cli import _listing_row
+
+    listing = SimpleNamespace(
+        name="Box2D-v0",
+        kind="gymnasium",
+        observation_space=None,
+        action_space=None,
+        note='needs: pip install "gymnasium[box2d]"',
+    )
+    table = Table("name", "kind", "observation space", "action space", "note")
+    table.add_row(*_listing_row(listing))
+    console = Console(width=200, record=True)
+    console.print(table)
+    assert 'pip install "gymnasium[box2d]"' in console.export_text()
