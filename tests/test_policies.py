@@ -19,7 +19,7 @@ from rlscale.policies import (
     scripted_policy,
 )
 from rlscale.policies import scripted as scripted_module
-from rlscale.policies.checkpoint import MODULE_PATH
+from rlscale.policies.checkpoint import MODULE_PATH, MODULE_STATE_FILE, check_module_state
 
 ENVS_OF = {
     "random": ("CartPole-v1", "Pendulum-v1"),
@@ -191,3 +191,13 @@ def test_checkpoint_policy_acts_through_the_saved_connectors(tmp_path):
         action = act(observation, None)
         assert env.action_space.contains(action)
         np.testing.assert_allclose(action, 2.0 * unit, rtol=1e-4, atol=1e-5)
+
+
+def test_a_checkpoint_whose_weights_are_truncated_is_refused_before_any_worker(tmp_path):
+    state_file = tmp_path / MODULE_PATH / MODULE_STATE_FILE
+    state_file.parent.mkdir(parents=True)
+    state_file.write_bytes(pickle.dumps({"weights": list(range(1000))}))
+    check_module_state(tmp_path)
+    state_file.write_bytes(state_file.read_bytes()[:100])
+    with pytest.raises(PolicyError, match="is damaged: its policy weights .* do not load"):
+        check_module_state(tmp_path)

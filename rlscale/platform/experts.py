@@ -19,7 +19,7 @@ from rlscale.envs import resolve_env
 from rlscale.errors import PolicyError
 from rlscale.platform.outputs import read_checkpoint
 from rlscale.policies import SCRIPTED, CheckpointPolicy, PolicyFactory, scripted_policy
-from rlscale.policies.checkpoint import policy_runner_folder
+from rlscale.policies.checkpoint import check_module_state, policy_runner_folder
 
 
 def resolve_policy(
@@ -64,6 +64,7 @@ def resolve_policy(
                 "or a checkpoint trained with this one."
             )
         policy_runner_folder(info.path)
+        check_module_state(info.path)
         return CheckpointPolicy(str(info.path)), f"checkpoint:{info.path}"
     return scripted_policy(policy), policy  # raises, naming the known policies
 

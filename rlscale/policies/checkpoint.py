@@ -8,6 +8,7 @@ import, so that importing ``rlscale.policies`` stays cheap for processes that ne
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,28 @@ def policy_runner_folder(checkpoint: Path) -> Path:
     return runner
 
 
+MODULE_STATE_FILE = "module_state.pkl"
+
+
+def check_module_state(checkpoint: Path) -> None:
+    """Unpickle the policy's saved weights (NumPy arrays: no torch, a fraction of a second), so
+    that a truncated or emptied file is refused before Ray starts rather than in a worker.
+
+    Raises:
+        PolicyError: the weights file is missing or does not load.
+    """
+    state_file = checkpoint / MODULE_PATH / MODULE_STATE_FILE
+    try:
+        with state_file.open("rb") as file:
+            pickle.load(file)  # noqa: S301 - rlscale's own checkpoint, which RLlib unpickles too
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+        raise PolicyError(
+            f"checkpoint {checkpoint} is damaged: its policy weights ({state_file}) do not load "
+            f"({type(exc).__name__}: {exc}). Use another of the run's checkpoints "
+            "(checkpoints/iter_*) or train again."
+        ) from None
+
+
 def _restore_policy(checkpoint: Path):
     """(RLModule, env-to-module pipeline, module-to-env pipeline) saved in ``checkpoint``."""
     from ray.rllib.connectors.env_to_module import EnvToModulePipeline, MeanStdFilter
@@ -107,10 +130,17 @@ def _restore_policy(checkpoint: Path):
     from ray.rllib.core.rl_module.rl_module import RLModule
 
     runner = policy_runner_folder(checkpoint)
-    module = RLModule.from_checkpoint(str(checkpoint / MODULE_PATH))
+    try:
+        module = RLModule.from_checkpoint(str(checkpoint / MODULE_PATH))
+        env_to_module = EnvToModulePipeline.from_checkpoint(str(runner / "env_to_module_connector"))
+        module_to_env = ModuleToEnvPipeline.from_checkpoint(str(runner / "module_to_env_connector"))
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError) as exc:
+        raise PolicyError(
+            f"checkpoint {checkpoint} is damaged: a saved state does not load "
+            f"({type(exc).__name__}: {exc}). Use another of the run's checkpoints "
+            "(checkpoints/iter_*) or train again."
+        ) from None
     module.eval()
-    env_to_module = EnvToModulePipeline.from_checkpoint(str(runner / "env_to_module_connector"))
-    module_to_env = ModuleToEnvPipeline.from_checkpoint(str(runner / "module_to_env_connector"))
     for piece in env_to_module.connectors:
         if isinstance(piece, MeanStdFilter):
             # Act with the saved statistics; RLlib has no public switch after building.
