@@ -194,10 +194,19 @@ def envs(
     """List the environments rlscale can train on, with their spaces."""
     from rlscale.envs import list_envs
 
-    table = Table("name", "kind", "observation space", "action space", "note")
+    table = _table("name", "kind", "observation space", "action space", "note")
     for listing in list_envs(family=family):
         table.add_row(*_listing_row(listing))
     out.print(table)
+
+
+def _table(*headers: str) -> Table:
+    """A table whose long cells wrap instead of being cut to "…" (ids, parameters and paths
+    must survive a narrow terminal, or a log file, whole)."""
+    table = Table()
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    return table
 
 
 def _listing_row(listing: Any) -> list[str]:
@@ -241,7 +250,7 @@ def tune(
     from rlscale.platform.tuning.run import tune as run_sweep
 
     result = run_sweep(file, name=name, output=output, resume=resume, address=address, console=err)
-    table = Table("rank", "trial", "status", result.metric, "iter", "env steps", "params")
+    table = _table("rank", "trial", "status", result.metric, "iter", "env steps", "params")
     for rank, trial in enumerate(result.trials, start=1):
         metric = "n/a" if trial.metric is None else f"{trial.metric:.4g}"
         params = " ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
@@ -386,7 +395,7 @@ def datasets_list(root: Annotated[Optional[Path], typer.Option(help=ROOT_HELP)] 
     """List the local datasets, whoever wrote them."""
     from rlscale.platform.datasets_api import UnreadableDataset, datasets_root, list_datasets
 
-    table = Table("dataset", "env", "episodes", "steps", "size MB", "note")
+    table = _table("dataset", "env", "episodes", "steps", "size MB", "note")
     for entry in list_datasets(root):
         if isinstance(entry, UnreadableDataset):
             table.add_row(

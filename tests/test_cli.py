@@ -216,3 +216,19 @@ def test_table_cells_are_printed_as_written_not_as_markup():
     console = Console(width=200, record=True)
     console.print(table)
     assert 'pip install "gymnasium[box2d]"' in console.export_text()
+
+
+def test_narrow_tables_wrap_long_cells_instead_of_cutting_them():
+    from rich.console import Console
+
+    from rlscale.cli import _table
+
+    params = "lr=0.000316 hidden_sizes=[64,64] gamma=0.99 trial=trainable_7f3a2_00003"
+    table = _table("params")
+    table.add_row(params)
+    console = Console(width=24, record=True)
+    console.print(table)
+    text = console.export_text()
+    assert "…" not in text
+    squeezed = "".join(ch for ch in text if ch.isalnum() or ch in "_=.[],")
+    assert params.replace(" ", "") in squeezed
