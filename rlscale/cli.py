@@ -121,9 +121,7 @@ def train(
         stop={"reward": stop_reward, "iterations": stop_iters, "timesteps": stop_timesteps},
     )
     spec = load_spec(config, deep_merge(parse_assignments(set_ or []), overrides))
-    result = run_training(
-        spec, address=address, console=err, dashboard=dashboard, verbose=verbose
-    )
+    result = run_training(spec, address=address, console=err, dashboard=dashboard, verbose=verbose)
     final = result.final
     if final is not None:
         mean = f"{final.return_mean:.1f}" if final.has_return else "n/a (no episode finished)"
@@ -158,7 +156,11 @@ def evaluate(
     from rlscale.platform.evaluation import evaluate as run_evaluation
 
     result = run_evaluation(
-        checkpoint, episodes=episodes, video_dir=video, address=address, seed=seed,
+        checkpoint,
+        episodes=episodes,
+        video_dir=video,
+        address=address,
+        seed=seed,
         verbose=verbose,
     )
     err.print(
