@@ -249,13 +249,14 @@ def tune(
     ] = None,
 ) -> None:
     """Run a Ray Tune sweep; print the ranked trials, the best spec and checkpoint last."""
+    from rlscale.platform.tuning.progress import short_value
     from rlscale.platform.tuning.run import tune as run_sweep
 
     result = run_sweep(file, name=name, output=output, resume=resume, address=address, console=err)
     table = _table("rank", "trial", "status", result.metric, "iter", "env steps", "params")
     for rank, trial in enumerate(result.trials, start=1):
         metric = "n/a" if trial.metric is None else f"{trial.metric:.4g}"
-        params = " ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
+        params = " ".join(f"{k}={short_value(v)}" for k, v in trial.params.items())
         table.add_row(
             str(rank),
             escape(trial.trial_id),
@@ -277,10 +278,6 @@ def tune(
     )
     err.print("best checkpoint:", highlight=False)
     print(best.checkpoint, flush=True)
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

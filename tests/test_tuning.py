@@ -270,3 +270,15 @@ def test_live_trial_table_on_a_terminal_and_lines_elsewhere():
     )
     # Tune pickles callbacks with the experiment state (for --resume).
     assert pickle.loads(pickle.dumps(table)).metric == "return_mean"
+
+
+def test_each_sweep_curve_is_labelled_with_its_trials_searched_values():
+    from types import SimpleNamespace
+
+    from rlscale.platform.tuning.plots import trial_label
+
+    result = SimpleNamespace(
+        config={"lr": 0.000316227766, "gamma": 0.99, "fixed": 1}, path="/x/trainable_ab12_00003"
+    )
+    assert trial_label(result, ["lr", "gamma"]) == "lr=0.0003162 gamma=0.99"
+    assert trial_label(result, []) == "trainable_ab12_00003"

@@ -77,10 +77,10 @@ class TrialTable(Callback):
             table.add_row(
                 trial.trial_id,
                 trial.status,
-                *(_short(trial.config.get(p)) for p in self.params),
+                *(short_value(trial.config.get(p)) for p in self.params),
                 str(result.get("training_iteration", "")),
                 _count(result.get("env_steps")),
-                _short(result.get(self.metric)),
+                short_value(result.get(self.metric)),
             )
         if len(trials) > MAX_ROWS:
             table.caption = f"... and {len(trials) - MAX_ROWS} more trials"
@@ -90,10 +90,10 @@ class TrialTable(Callback):
         if self.console.is_terminal:
             return
         result = trial.last_result or {}
-        params = " ".join(f"{p}={_short(trial.config.get(p))}" for p in self.params)
+        params = " ".join(f"{p}={short_value(trial.config.get(p))}" for p in self.params)
         done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
         metric = result.get(self.metric)
-        tail = f" {self.metric}={_short(metric)}" if metric is not None else ""
+        tail = f" {self.metric}={short_value(metric)}" if metric is not None else ""
         self.console.print(
             f"[{done}/{len(trials)} done] trial {trial.trial_id} {event} {params} "
             f"iter={result.get('training_iteration', 0)}{tail}",
@@ -102,7 +102,8 @@ class TrialTable(Callback):
         )
 
 
-def _short(value: Any) -> str:
+def short_value(value: Any) -> str:
+    """A parameter value as a table or legend shows it: floats to 4 significant digits."""
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.4g}"
     return "" if value is None else str(value)

@@ -258,7 +258,11 @@ def summarize(sweep: Sweep, results, experiment_dir: Path) -> SweepResult:
     from rlscale.platform.tuning.plots import plot_trial_curves
 
     summary.curves_path = plot_trial_curves(
-        results, metric, experiment_dir / CURVES_PNG, title=f"{experiment_dir.name}: {metric}"
+        results,
+        metric,
+        experiment_dir / CURVES_PNG,
+        title=f"{experiment_dir.name}: {metric}",
+        params=list(sweep.param_space),
     )
     write_atomically(experiment_dir / SUMMARY_JSON, json.dumps(_summary_dict(summary), indent=2))
     return summary
