@@ -24,6 +24,7 @@ from rlscale.platform.outputs import (
     FINAL_CHECKPOINT,
     CheckpointWriter,
     IterationMetrics,
+    MetricsLog,
     create_run_dir,
     flatten_numbers,
     read_checkpoint,
@@ -347,3 +348,31 @@ def test_evaluate_logs_ray_into_the_checkpoints_run_folder(tmp_path):
             assert evaluation_log(run / "checkpoint_final") is None
     finally:
         run.chmod(0o755)
+
+
+def test_tensorboard_carries_the_csv_columns_under_rlscale(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    log = MetricsLog(tmp_path)
+    for iteration, value in ((1, float("nan")), (2, 370.4)):
+        row = IterationMetrics(
+            iteration=iteration,
+            env_steps=1000 * iteration,
+            episodes=3,
+            return_mean=value,
+            return_min=value,
+            return_max=value,
+            episode_len_mean=value,
+            time_s=1.0,
+            steps_per_s=1000.0,
+            normalized_return=float("nan"),
+        )
+        log.record(row, {"env_runners": {"episode_return_mean": 500.0}})
+    log.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    returns = events.Scalars("rlscale/return_mean")
+    assert [(event.step, event.value) for event in returns] == [(2000, pytest.approx(370.4))]
+    assert [event.value for event in events.Scalars("env_runners/episode_return_mean")] == [
+        500.0,
+        500.0,
+    ]

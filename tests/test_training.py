@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 import signal
 import subprocess
@@ -54,6 +55,13 @@ def test_run_writes_its_outputs(ppo_cartpole):
     assert float(rows[-1]["return_mean"]) >= PPO_CARTPOLE_TARGET
     assert [int(row["env_steps"]) for row in rows] == sorted(int(r["env_steps"]) for r in rows)
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    # TensorBoard's rlscale/return_mean is the CSV's, the return the console shows.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+    logged = [event.value for event in events.Scalars("rlscale/return_mean")]
+    returns = [float(row["return_mean"]) for row in rows]
+    assert logged == pytest.approx([value for value in returns if math.isfinite(value)])
     assert (run_dir / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert rlscale.load_spec(run_dir / "spec.yaml").seed == 0
     periodic = sorted((run_dir / "checkpoints").glob("iter_*"))

@@ -165,7 +165,10 @@ class MetricsLog:
         self._csv.writerow(asdict(metrics))
         self._file.flush()
         if self._tensorboard is not None:
-            for key, value in flatten_numbers(result).items():
+            # rlscale's own columns first, under their metrics.csv names (the return here is
+            # the 100-episode mean the console and the plot show, not RLlib's per-iteration one).
+            scalars = {f"{RLSCALE_TENSORBOARD_PREFIX}{k}": v for k, v in _numbers(metrics).items()}
+            for key, value in (scalars | flatten_numbers(result)).items():
                 self._tensorboard.add_scalar(key, value, global_step=metrics.env_steps)
             self._tensorboard.flush()
 
@@ -179,6 +182,18 @@ def _tensorboard_writer(log_dir: Path):
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(log_dir=str(log_dir))
+
+
+RLSCALE_TENSORBOARD_PREFIX = "rlscale/"
+"""TensorBoard tag prefix of the metrics.csv columns (``rlscale/return_mean``, ...)."""
+
+
+def _numbers(metrics: IterationMetrics) -> dict[str, float]:
+    return {
+        key: float(value)
+        for key, value in asdict(metrics).items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    }
 
 
 _RESULT_SECTIONS = ("env_runners", "learners", "timers", "evaluation")
