@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import rlscale
+from rlscale.errors import RlscaleError
 from rlscale.platform.outputs import CHECKPOINT_MARKER
 from tests.conftest import REPO_ROOT, run_cli
 
@@ -249,3 +250,17 @@ def test_a_learner_in_the_driver_gets_one_torch_thread_per_reserved_cpu():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_run_the_cluster_cannot_place_leaves_no_run_folder(ray_local, tmp_path):
+    spec = rlscale.ExperimentSpec(
+        algorithm="ppo",
+        env="CartPole-v1",
+        output=tmp_path,
+        name="no-gpu",
+        stop={"iterations": 1},
+        resources={"gpus_per_learner": 1},
+    )
+    with pytest.raises(RlscaleError, match="gpus_per_learner=1 but the Ray cluster has 0 GPU"):
+        rlscale.train(spec)
+    assert not (tmp_path / "no-gpu").exists()

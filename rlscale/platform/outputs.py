@@ -94,6 +94,18 @@ RUN_FILES = (SPEC_FILE, "metrics.csv", FINAL_CHECKPOINT, PERIODIC_CHECKPOINTS)
 """What a run writes into its folder; a folder holding any of them holds an earlier run."""
 
 
+UNSTARTED_RUN_FILES = frozenset({SPEC_FILE, "ray.log"})
+"""What a run folder holds before its first iteration: the spec, and Ray's log."""
+
+
+def discard_unstarted_run_dir(run_dir: Path) -> None:
+    """Delete ``run_dir`` if it holds nothing but what ``create_run_dir`` and the Ray log wrote
+    (a run refused before its first iteration); a folder with anything else stays."""
+    present = {path.name for path in run_dir.iterdir()} if run_dir.is_dir() else set()
+    if present <= UNSTARTED_RUN_FILES:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def create_run_dir(spec: ExperimentSpec) -> Path:
     """Make ``<output>/<name>/`` and prove it is writable, before any training starts.
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from rlscale.errors import RlscaleError
 from rlscale.platform.experiment import PreparedExperiment, place_on_cluster, prepare
 from rlscale.platform.iteration import IterationStep, diverged_error
 from rlscale.platform.outputs import (
@@ -24,6 +25,7 @@ from rlscale.platform.outputs import (
     IterationMetrics,
     MetricsLog,
     create_run_dir,
+    discard_unstarted_run_dir,
 )
 from rlscale.platform.plots import plot_learning_curve
 from rlscale.platform.progress import TrainingProgress
@@ -80,15 +82,21 @@ def train(
     prepared = prepare(spec)
     run_dir = create_run_dir(prepared.spec)
     title = f"rlscale train {prepared.spec.algorithm} --env {prepared.spec.env}"
-    with (
-        RayOutput(run_dir / RAY_LOG, console=verbose, title=title) as ray_output,
-        ray_session(address, include_dashboard=dashboard) as session,
-    ):
-        ray_output.capture_worker_output()
-        place_on_cluster(prepared.config, prepared.spec, session.num_cpus, session.num_gpus)
-        result = _run(prepared, run_dir, console)
-        result.ray_start_s = session.start_s
-        return result
+    try:
+        with (
+            RayOutput(run_dir / RAY_LOG, console=verbose, title=title) as ray_output,
+            ray_session(address, include_dashboard=dashboard) as session,
+        ):
+            ray_output.capture_worker_output()
+            place_on_cluster(prepared.config, prepared.spec, session.num_cpus, session.num_gpus)
+            result = _run(prepared, run_dir, console)
+            result.ray_start_s = session.start_s
+            return result
+    except RlscaleError:
+        # Refused before training started (the cluster cannot place the run, Ray cannot be
+        # reached): leave no run folder that holds only the spec behind.
+        discard_unstarted_run_dir(run_dir)
+        raise
 
 
 def _run(prepared: PreparedExperiment, run_dir: Path, console: Console | None) -> TrainResult:
