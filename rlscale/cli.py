@@ -107,7 +107,7 @@ def train(
     verbose: Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)] = False,
 ) -> None:
     """Train until a stop rule holds; print the final checkpoint's path last."""
-    from rlscale.platform.runner import train as run_training
+    from rlscale.algorithms.registry import get_algorithm
     from rlscale.platform.spec import deep_merge, load_spec, parse_assignments
 
     overrides = _flag_overrides(
@@ -121,6 +121,9 @@ def train(
         stop={"reward": stop_reward, "iterations": stop_iters, "timesteps": stop_timesteps},
     )
     spec = load_spec(config, deep_merge(parse_assignments(set_ or []), overrides))
+    get_algorithm(spec.algorithm)  # an unknown name fails here, before RLlib is imported
+    from rlscale.platform.runner import train as run_training
+
     result = run_training(spec, address=address, console=err, dashboard=dashboard, verbose=verbose)
     final = result.final
     if final is not None:

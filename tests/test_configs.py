@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from rlscale.algorithms import Input, list_algorithms
-from rlscale.algorithms.registry import vector_observations_only
+from rlscale.algorithms.registry import FAMILY_ALGORITHMS, vector_observations_only
 from rlscale.envs import register_with_rllib
 from rlscale.errors import SpecError
 from rlscale.platform.experiment import prepare
@@ -216,3 +216,29 @@ def test_image_observations_are_refused_by_every_mlp_algorithm_naming_why():
     assert problem is not None and "images" in problem and "no convolutional encoder" in problem
     takers = [e.name for e in list_algorithms() if vector_observations_only in e.space_checks]
     assert {"ppo", "dqn", "bc", "cql", "diffusion_bc"} <= set(takers)
+
+
+def test_the_static_family_map_names_exactly_the_registered_algorithms():
+    """``FAMILY_ALGORITHMS`` answers name checks without importing RLlib: it must list what
+    the family packages register, family by family."""
+    registered: dict[str, set[str]] = {}
+    for entry in list_algorithms():
+        registered.setdefault(entry.family, set()).add(entry.name)
+    assert registered == {family: set(names) for family, names in FAMILY_ALGORITHMS.items()}
+
+
+def test_an_unknown_algorithm_is_refused_without_importing_rllib_or_torch():
+    """So that `rlscale train nope` answers in a fraction of a second, not after RLlib's
+    seconds of imports."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, rlscale.cli\n"
+        "from rlscale.algorithms.registry import get_algorithm\n"
+        "from rlscale.errors import UnknownAlgorithmError\n"
+        "try:\n    get_algorithm('nope')\nexcept UnknownAlgorithmError:\n    pass\n"
+        "print('torch' in sys.modules, 'ray.rllib' in sys.modules)"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert loaded.stdout.split() == ["False", "False"], loaded.stderr
