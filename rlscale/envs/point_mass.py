@@ -9,7 +9,7 @@ around ``(0, 1)``, beyond the obstacle. Reaching the goal ends the episode with 
 and the time limit is ``MAX_EPISODE_STEPS``. The return is thus the success (0 or 1).
 
 Both ways around the obstacle are equally good, and the scripted expert
-``point_mass_two_ways`` (``rlscale.policies``) takes either with probability 1/2: its first
+``point_mass_two_ways`` (``rlscale.policies``) takes them in turn, one episode each: its first
 action is a full step to its side (+-1), and only a firm step clears the obstacle. The mean of
 the two (0) runs straight into it, and so does any first action within half of it. A policy
 that averages the modes (behaviour cloning with a Gaussian) fails, and one that keeps them (a

@@ -147,20 +147,24 @@ RETURN_HEIGHT = 0.35
 
 @register_scripted("point_mass_two_ways")
 def point_mass_two_ways(_: gym.Space, __: gym.Space) -> Policy:
-    """Around the obstacle of ``rlscale/PointMassObstacle-v1`` on a side drawn per episode.
+    """Around the obstacle of ``rlscale/PointMassObstacle-v1``, on each side equally often.
 
-    On an episode's first observation (the point at the start, where no later step returns)
-    it draws left or right with probability 1/2 from ``rng``
-    and keeps that side until the next start. It steers at full speed toward
-    ``±PASSING_OFFSET`` up to ``RETURN_HEIGHT`` and back to ``x = 0`` above it. Its first
-    action is thus ``±1``, and the mean of the two, 0, runs into the obstacle.
+    The first episode's side is drawn with probability 1/2 from ``rng``; each later episode
+    (a new start: the point is back at ``START``, where no later step returns) takes the other
+    side, so demonstrations hold the two modes in equal shares, whatever their number. It
+    steers at full speed toward ``±PASSING_OFFSET`` up to ``RETURN_HEIGHT`` and back to
+    ``x = 0`` above it. Its first action is thus ``±1``, and the mean of the two, 0, runs into
+    the obstacle.
     """
-    side = {"sign": 1.0}
+    side = {"sign": 0.0}
 
     def act(observation: Any, rng: np.random.Generator) -> np.ndarray:
         position = np.asarray(observation, dtype=np.float64)
         if np.array_equal(position, point_mass.START):
-            side["sign"] = 1.0 if rng.random() < 0.5 else -1.0
+            if side["sign"] == 0.0:
+                side["sign"] = 1.0 if rng.random() < 0.5 else -1.0
+            else:
+                side["sign"] = -side["sign"]
         return point_mass_steering(position, side["sign"])
 
     return act
