@@ -158,10 +158,13 @@ def algorithms_taking(kind: Input) -> list[str]:
 
 
 def get_algorithm(name: str) -> AlgorithmEntry:
-    """The entry of ``name``, importing its family only; an unknown name imports nothing."""
+    """The entry of ``name``, importing its family only; an unknown name imports nothing.
+    An entry registered outside the family packages (a plugin, a test) is found as well."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
     family = next((f for f, names in FAMILY_ALGORITHMS.items() if name in names), None)
     if family is None:
-        names = sorted(n for names in FAMILY_ALGORITHMS.values() for n in names)
+        names = sorted({n for names in FAMILY_ALGORITHMS.values() for n in names} | set(_REGISTRY))
         raise UnknownAlgorithmError(
             f"unknown algorithm '{name}'.{did_you_mean(name, names)} "
             f"Registered algorithms: {', '.join(names)} (see `rlscale algos`)."
