@@ -13,7 +13,6 @@ import csv
 import json
 import math
 import os
-import pickle
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, fields
@@ -26,6 +25,7 @@ from rlscale import __version__
 from rlscale.errors import CheckpointError, OutputError
 from rlscale.platform.episode_stats import EpisodeWindow
 from rlscale.platform.spec import ExperimentSpec, spec_from_dict
+from rlscale.policies.checkpoint import DAMAGED_STATE_ERRORS
 
 if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm import Algorithm
@@ -325,7 +325,7 @@ def restore_or_explain(algo: Algorithm, info: CheckpointInfo) -> None:
     not a pickle) reported as such instead of a traceback."""
     try:
         algo.restore_from_path(str(info.path))
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError) as exc:
+    except DAMAGED_STATE_ERRORS as exc:
         raise CheckpointError(
             f"checkpoint {info.path} is damaged: a saved state does not load "
             f"({type(exc).__name__}: {exc}). Use another of the run's checkpoints "

@@ -102,6 +102,8 @@ def policy_runner_folder(checkpoint: Path) -> Path:
 
 
 MODULE_STATE_FILE = "module_state.pkl"
+DAMAGED_STATE_ERRORS = (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError)
+"""What unpickling a truncated, emptied or foreign saved state raises."""
 
 
 def check_module_state(checkpoint: Path) -> None:
@@ -115,7 +117,7 @@ def check_module_state(checkpoint: Path) -> None:
     try:
         with state_file.open("rb") as file:
             pickle.load(file)  # noqa: S301 - rlscale's own checkpoint, which RLlib unpickles too
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+    except (OSError, *DAMAGED_STATE_ERRORS) as exc:
         raise PolicyError(
             f"checkpoint {checkpoint} is damaged: its policy weights ({state_file}) do not load "
             f"({type(exc).__name__}: {exc}). Use another of the run's checkpoints "
@@ -134,7 +136,7 @@ def _restore_policy(checkpoint: Path):
         module = RLModule.from_checkpoint(str(checkpoint / MODULE_PATH))
         env_to_module = EnvToModulePipeline.from_checkpoint(str(runner / "env_to_module_connector"))
         module_to_env = ModuleToEnvPipeline.from_checkpoint(str(runner / "module_to_env_connector"))
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError) as exc:
+    except DAMAGED_STATE_ERRORS as exc:
         raise PolicyError(
             f"checkpoint {checkpoint} is damaged: a saved state does not load "
             f"({type(exc).__name__}: {exc}). Use another of the run's checkpoints "

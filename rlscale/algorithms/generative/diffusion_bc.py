@@ -48,6 +48,7 @@ from rlscale.modules.generative.diffusion import (
     SAMPLERS,
     ConditionalDiffusion,
     DiffusionSettings,
+    sample_with,
 )
 from rlscale.modules.generative.inputs import is_int
 
@@ -161,10 +162,8 @@ class DiffusionBCModule(TorchRLModule):
 
     def sample_actions(self, standardized_observations: torch.Tensor) -> torch.Tensor:
         """One action per row with the acting sampler (``sampler``, ``ddim_steps``, η)."""
-        if self.sampler == "ddpm":
-            return self.diffusion.sample(standardized_observations, sampler="ddpm")
-        return self.diffusion.sample(
-            standardized_observations, ddim_steps=self.ddim_steps, eta=self.ddim_eta
+        return sample_with(
+            self.diffusion, standardized_observations, self.sampler, self.ddim_steps, self.ddim_eta
         )
 
     def standardized(self, observations: torch.Tensor) -> torch.Tensor:

@@ -529,3 +529,18 @@ class ConditionalDiffusion(nn.Module):
             f"action_size={self.action_size}, condition_size={self.condition_size}, "
             f"steps={self.steps}, beta_schedule={self.settings.beta_schedule!r}"
         )
+
+
+def sample_with(
+    diffusion: ConditionalDiffusion,
+    condition: Tensor,
+    sampler: str,
+    ddim_steps: int | None,
+    eta: float,
+    grad: bool = False,
+) -> Tensor:
+    """``diffusion.sample`` with an algorithm's acting settings: the ``ddim_*`` ones apply to
+    ``sampler="ddim"`` only (DDPM runs all ``T`` steps and takes neither)."""
+    if sampler == "ddpm":
+        return diffusion.sample(condition, sampler="ddpm", grad=grad)
+    return diffusion.sample(condition, ddim_steps=ddim_steps, eta=eta, grad=grad)

@@ -43,7 +43,11 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
 from rlscale.algorithms.offline.bc import flat_size, register_statistics, standardized_observations
-from rlscale.modules.generative.diffusion import ConditionalDiffusion, DiffusionSettings
+from rlscale.modules.generative.diffusion import (
+    ConditionalDiffusion,
+    DiffusionSettings,
+    sample_with,
+)
 from rlscale.modules.networks.ensemble import EnsembleMLP
 from rlscale.modules.networks.target import frozen_copy
 
@@ -114,9 +118,9 @@ class DiffusionQLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI, QNetA
     ) -> torch.Tensor:
         """One action per condition row from ``diffusion`` with the configured sampler;
         ``grad=True`` keeps the graph of the whole reverse chain."""
-        if self.sampler == "ddpm":
-            return diffusion.sample(condition, sampler="ddpm", grad=grad)
-        return diffusion.sample(condition, ddim_steps=self.ddim_steps, eta=self.ddim_eta, grad=grad)
+        return sample_with(
+            diffusion, condition, self.sampler, self.ddim_steps, self.ddim_eta, grad=grad
+        )
 
     def critic_values(
         self,
