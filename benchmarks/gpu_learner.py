@@ -2,7 +2,7 @@
 offline families.
 
     .venv/bin/python benchmarks/gpu_learner.py [--algorithms diffusion_bc cql]
-        [--updates 2000] [--episodes 20] [--json OUT]
+        [--updates 2000] [--episodes 20] [--batch-sizes 0 1024] [--json OUT]
 
 For each algorithm it builds the run exactly as ``rlscale train`` does (``prepare``, then
 ``place_on_cluster`` on an embedded Ray bound to 127.0.0.1), on a Pendulum-v1 dataset of the
@@ -11,6 +11,8 @@ scripted swing-up collected here, and times ``--updates`` Learner updates (itera
 evaluation). It runs once with ``gpus_per_learner: 0`` (CPU) and, when Ray sees a GPU, once
 with ``gpus_per_learner: auto``; on the GPU run it asserts that every parameter of the
 learner's module is on CUDA and that the EnvRunner's copy, which acts, stays on the CPU.
+``--batch-sizes`` repeats the pair at other learner batch sizes (0: the algorithm's default),
+since a GPU pays off only once a batch is large enough to hide its launch overhead.
 Prints a table of updates/s per device and the GPU/CPU ratio; ``--json`` also writes the rows.
 Without a GPU it reports the CPU rows and says so: a check of the GPU path needs a machine
 with one.
@@ -39,9 +41,16 @@ EXPERT = "pendulum_swing_up"
 DATASET = "bench/pendulum-swingup-v0"
 
 
+def parameter_devices(module) -> set[str]:
+    """The device types of every parameter of an RLModule or of each module in a
+    MultiRLModule (which is a container, not an ``nn.Module`` itself)."""
+    modules = module.values() if hasattr(module, "values") else [module]
+    return {parameter.device.type for each in modules for parameter in each.parameters()}
+
+
 def learner_module_devices(algo) -> set[str]:
     """The device types of every parameter of the local learner's modules."""
-    return {parameter.device.type for parameter in algo.learner_group._learner.module.parameters()}
+    return parameter_devices(algo.learner_group._learner.module)
 
 
 def acting_module_devices(algo) -> set[str]:
@@ -49,18 +58,21 @@ def acting_module_devices(algo) -> set[str]:
     runner = algo.env_runner_group.local_env_runner if algo.env_runner_group else None
     if runner is None or getattr(runner, "module", None) is None:
         return set()
-    return {parameter.device.type for parameter in runner.module.parameters()}
+    return parameter_devices(runner.module)
 
 
-def measure(algorithm: str, gpus: float | str, updates: int) -> dict:
+def measure(algorithm: str, gpus: float | str, updates: int, batch_size: int) -> dict:
+    # Updates only: the first evaluation would come after the timed iterations.
+    hyperparameters: dict = {"evaluation_interval": 1_000_000}
+    if batch_size:
+        hyperparameters["train_batch_size_per_learner"] = batch_size
     spec = rlscale.ExperimentSpec(
         algorithm=algorithm,
         env=ENV,
         dataset=DATASET,
         seed=0,
         resources={"gpus_per_learner": gpus},
-        # Updates only: the first evaluation would come after the timed iterations.
-        hyperparameters={"evaluation_interval": 1_000_000},
+        hyperparameters=hyperparameters,
     )
     prepared = prepare(spec)
     resources = ray.cluster_resources()
@@ -87,6 +99,7 @@ def measure(algorithm: str, gpus: float | str, updates: int) -> dict:
     return {
         "algorithm": algorithm,
         "device": "cuda" if on_gpu else "cpu",
+        "batch_size": int(prepared.config.train_batch_size_per_learner),
         "updates": iterations * per_iteration,
         "seconds": round(elapsed, 2),
         "updates_per_s": round(iterations * per_iteration / elapsed, 1),
@@ -99,6 +112,7 @@ def main() -> None:
     parser.add_argument("--algorithms", nargs="+", default=["diffusion_bc", "cql"])
     parser.add_argument("--updates", type=int, default=2000)
     parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[0])
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     os.environ.setdefault("MINARI_DATASETS_PATH", tempfile.mkdtemp(prefix="gpu_learner_"))
@@ -107,18 +121,24 @@ def main() -> None:
     collect_dataset(ENV, EXPERT, args.episodes, DATASET, workers=1)
     rows = []
     for algorithm in args.algorithms:
-        for requested in (0, "auto") if gpus >= 1 else (0,):
-            rows.append(measure(algorithm, requested, args.updates))
-            print(json.dumps(rows[-1]), flush=True)
+        for batch_size in args.batch_sizes:
+            for requested in (0, "auto") if gpus >= 1 else (0,):
+                rows.append(measure(algorithm, requested, args.updates, batch_size))
+                print(json.dumps(rows[-1]), flush=True)
     ray.shutdown()
     print(f"\n{platform.processor() or platform.machine()}, Ray GPUs: {gpus:g}")
-    print(f"{'algorithm':<14} {'device':<6} {'updates/s':>10} {'GPU/CPU':>8}")
+    print(f"{'algorithm':<14} {'batch':>6} {'device':<6} {'updates/s':>10} {'GPU/CPU':>8}")
     for row in rows:
-        cpu = next(r for r in rows if r["algorithm"] == row["algorithm"] and r["device"] == "cpu")
+        cpu = next(
+            r
+            for r in rows
+            if (r["algorithm"], r["batch_size"], r["device"])
+            == (row["algorithm"], row["batch_size"], "cpu")
+        )
         ratio = row["updates_per_s"] / cpu["updates_per_s"]
         print(
-            f"{row['algorithm']:<14} {row['device']:<6} {row['updates_per_s']:>10.1f} "
-            f"{ratio:>7.2f}x"
+            f"{row['algorithm']:<14} {row['batch_size']:>6} {row['device']:<6} "
+            f"{row['updates_per_s']:>10.1f} {ratio:>7.2f}x"
         )
     if gpus < 1:
         print("No GPU in this Ray cluster: CPU rows only. Run this on a machine with a GPU.")
