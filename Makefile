@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 BENCH_INSTALLED := $(VENV)/.installed-bench
 PYTEST_FLAGS ?=
 
-.PHONY: install demo demo-offline test test-fast test-long lint bench bench-d3rlpy-venv bench-mbrl-venv bench-imitation-venv bench-cql-hopper clean
+.PHONY: install demo demo-offline test test-fast test-long lint bench bench-d3rlpy-venv bench-mbrl-venv bench-imitation-venv bench-cql-hopper bench-generative-hopper clean
 
 install: $(INSTALLED)
 
@@ -127,6 +127,13 @@ bench-cql-hopper: install bench-d3rlpy-venv
 	    --out benchmarks/results/cql_hopper_seeds5-9.json; \
 	$(BIN)/python benchmarks/cql_hopper.py --merge benchmarks/results/cql_hopper_seeds0-4.json \
 	    benchmarks/results/cql_hopper_seeds5-9.json
+
+# The generative family on the same data (collect it with bench-cql-hopper first): Diffusion-QL
+# and BCQ against rlscale's CQL and d3rlpy's BCQ and CQL, 5 seeds, 10k updates each.
+bench-generative-hopper: install bench-d3rlpy-venv
+	$(BIN)/python benchmarks/cql_hopper.py --dataset $(HOPPER_DATASET) \
+	    --algorithms diffusion_ql bcq cql --seeds 0 1 2 3 4 \
+	    --out benchmarks/results/generative_hopper.json
 
 clean:
 	rm -rf $(VENV) $(D3RLPY_VENV) $(MBRL_VENV) $(IMITATION_VENV) runs .pytest_cache

@@ -1,29 +1,34 @@
-"""CQL on logged Hopper-v5 data: rlscale against d3rlpy on the very same transitions, 5 seeds a run.
+"""Offline RL on logged Hopper-v5 data: rlscale's CQL, BCQ and Diffusion-QL against d3rlpy's CQL
+and BCQ on the very same transitions, 5 seeds a run.
 
     make bench-d3rlpy-venv     # once: d3rlpy pins gymnasium 1.0, so it gets .venv-d3rlpy
     .venv/bin/python benchmarks/cql_hopper.py --dataset hopper/medium-v0 [--root DIR] \
-        [--seeds 0 1 2 3 4] [--updates 10000] [--eval-every 2500] [--eval-episodes 20]
+        [--algorithms cql bcq diffusion_ql] [--peers rlscale d3rlpy] [--seeds 0 1 2 3 4] \
+        [--updates 10000] [--eval-every 2500] [--eval-episodes 20] [--out OUT.json]
     .venv/bin/python benchmarks/cql_hopper.py --merge A.json B.json [--out OUT.json]
 
 The dataset is a Minari dataset (``rlscale datasets collect`` with a Hopper PPO checkpoint);
-d3rlpy reads the same transitions, exported once to an ``.npz`` beside the results. Each peer
-and seed runs alone in its own process (``cql_rlscale_peer.py`` in rlscale's venv,
-``d3rlpy/cql_peer.py`` in d3rlpy's), one torch thread each, so the two are timed alike:
+d3rlpy reads the same transitions, exported once to an ``.npz`` beside the results. Each peer,
+algorithm and seed runs alone in its own process (``offline_rlscale_peer.py`` in rlscale's
+venv, ``d3rlpy/offline_peer.py`` in d3rlpy's), one torch thread each, so all are timed alike:
 
 - gradient updates per second over the training time only (data sampling and updates; the
   evaluation episodes are not timed);
 - greedy return after the same number of updates, raw and as D4RL's normalized score
   (100 * (R - random) / (expert - random) with D4RL's Hopper references), over the same
-  evaluation episodes (start states) for both peers (``evaluation_episodes.py``); the standard
+  evaluation episodes (start states) for every run (``evaluation_episodes.py``); the standard
   error is over seeds, the independent runs.
 
-Both run rlscale's CQL defaults (``CQLConfig``: learning rates, batch, tau, sampled
-actions, conservative weight 5 with no Lagrangian, twin critics, [64, 64] layers) mapped onto
-d3rlpy's names; rlscale's behavior-cloning warm-up is off, since d3rlpy's CQL has none.
+d3rlpy runs each algorithm with rlscale's defaults mapped onto its names
+(``shared_hyperparameters``): for CQL, rlscale's ``CQLConfig`` (learning rates, batch, tau,
+sampled actions, conservative weight 5 with no Lagrangian, twin critics, [64, 64] layers) with
+rlscale's behavior-cloning warm-up off, since d3rlpy's CQL has none; for BCQ, rlscale's
+``BCQConfig`` (Φ, λ, sampled actions, the VAE's β, widths and learning rates). d3rlpy has no
+Diffusion-QL: that row has no peer.
 
-Writes benchmarks/results/cql_hopper.json and prints the table of docs/benchmarks.md.
-``--merge`` trains nothing: it pools the runs of results files written with other seeds (same
-dataset, updates, evaluation and hyperparameters) into one table.
+Writes benchmarks/results/cql_hopper.json (or ``--out``) and prints the table of
+docs/benchmarks.md. ``--merge`` trains nothing: it pools the runs of results files written with
+other seeds (same dataset, updates, evaluation and hyperparameters) into one table.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ D3RLPY_PYTHON = REPO / ".venv-d3rlpy" / "bin" / "python"
 # D4RL's reference returns for Hopper (Fu et al. 2020, infos.py): random and expert policies.
 D4RL_HOPPER_RANDOM = -20.272305
 D4RL_HOPPER_EXPERT = 3234.3
+ALGORITHMS = ("cql", "bcq", "diffusion_ql")
+D3RLPY_ALGORITHMS = ("cql", "bcq")
+"""The algorithms d3rlpy 2.8.1 also has (it has no Diffusion-QL)."""
 
 
 def parse_args() -> argparse.Namespace:
@@ -54,6 +62,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--updates", type=int, default=10_000)
     parser.add_argument("--eval-every", type=int, default=2_500)
     parser.add_argument("--eval-episodes", type=int, default=20)
+    parser.add_argument(
+        "--algorithms", nargs="+", choices=ALGORITHMS, default=["cql"], help="rlscale's names"
+    )
     peers = ("rlscale", "d3rlpy")
     parser.add_argument("--peers", nargs="+", choices=peers, default=list(peers))
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -64,30 +75,51 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def shared_hyperparameters() -> tuple[dict, dict]:
-    """rlscale's CQL defaults for rlscale (warm-up off) and the same values under d3rlpy's names."""
+def shared_hyperparameters(algorithm: str) -> tuple[dict, dict | None]:
+    """rlscale's defaults for ``algorithm`` as rlscale's overrides and under d3rlpy's names
+    (None where d3rlpy lacks the algorithm)."""
     from rlscale.algorithms import get_algorithm
 
-    config = get_algorithm("cql").make_config()
-    rlscale_side = {"bc_iters": 0}
-    d3rlpy_side = {
-        "actor_learning_rate": config.actor_lr,
-        "critic_learning_rate": config.critic_lr,
-        "temp_learning_rate": config.alpha_lr,  # RLlib's alpha is SAC's temperature
-        "initial_temperature": config.initial_alpha,
-        "batch_size": config.train_batch_size_per_learner,
-        "gamma": config.gamma,
-        "tau": config.tau,
-        "n_action_samples": config.num_actions,
-        "conservative_weight": config.min_q_weight,
-        "n_critics": 2 if config.twin_q else 1,
-        "hidden_units": list(config.hidden_sizes),
-        # Fixed conservative weight, as RLlib's non-Lagrangian CQL (see d3rlpy/cql_peer.py).
-        "alpha_learning_rate": 0.0,
-        "initial_alpha": 1.0,
-        "alpha_threshold": 0.0,
-    }
-    return rlscale_side, d3rlpy_side
+    config = get_algorithm(algorithm).make_config()
+    if algorithm == "cql":
+        return {"bc_iters": 0}, {
+            "actor_learning_rate": config.actor_lr,
+            "critic_learning_rate": config.critic_lr,
+            "temp_learning_rate": config.alpha_lr,  # RLlib's alpha is SAC's temperature
+            "initial_temperature": config.initial_alpha,
+            "batch_size": config.train_batch_size_per_learner,
+            "gamma": config.gamma,
+            "tau": config.tau,
+            "n_action_samples": config.num_actions,
+            "conservative_weight": config.min_q_weight,
+            "n_critics": 2 if config.twin_q else 1,
+            "hidden_units": list(config.hidden_sizes),
+            # Fixed conservative weight, as RLlib's non-Lagrangian CQL (d3rlpy/offline_peer.py).
+            "alpha_learning_rate": 0.0,
+            "initial_alpha": 1.0,
+            "alpha_threshold": 0.0,
+        }
+    if algorithm == "bcq":
+        return {}, {
+            "actor_learning_rate": config.actor_lr,  # the perturbation network ξ
+            "critic_learning_rate": config.critic_lr,
+            "imitator_learning_rate": config.vae_lr,
+            "batch_size": config.train_batch_size_per_learner,
+            "gamma": config.gamma,
+            "tau": config.tau,
+            "n_critics": 2 if config.twin_q else 1,
+            "lam": config.target_min_weight,
+            "n_action_samples": config.num_sampled_actions,
+            "action_flexibility": config.perturbation_scale,
+            "beta": config.vae_beta,
+            "hidden_units": list(config.hidden_sizes),
+            "imitator_hidden_units": list(config.vae_hidden_sizes),
+        }
+    return {}, None
+
+
+def peer_label(library: str, algorithm: str) -> str:
+    return f"{library} {algorithm}"
 
 
 def export_transitions(dataset: str, root: Path | None, path: Path) -> int:
@@ -108,10 +140,17 @@ def export_transitions(dataset: str, root: Path | None, path: Path) -> int:
 
 
 def run_peer(
-    peer: str, seed: int, args: argparse.Namespace, hyperparameters: dict, npz: Path
+    library: str,
+    algorithm: str,
+    seed: int,
+    args: argparse.Namespace,
+    hyperparameters: dict,
+    npz: Path,
 ) -> dict:
-    out = args.work / f"{peer}_seed{seed}.json"
+    peer = peer_label(library, algorithm)
+    out = args.work / f"{library}_{algorithm}_seed{seed}.json"
     common = [
+        "--algorithm", algorithm,
         "--seed", str(seed),
         "--updates", str(args.updates),
         "--eval-every", str(args.eval_every),
@@ -119,12 +158,12 @@ def run_peer(
         "--hyperparameters", json.dumps(hyperparameters),
         "--out", str(out),
     ]  # fmt: skip
-    if peer == "rlscale":
-        command = [sys.executable, str(REPO / "benchmarks" / "cql_rlscale_peer.py")]
+    if library == "rlscale":
+        command = [sys.executable, str(REPO / "benchmarks" / "offline_rlscale_peer.py")]
         command += ["--dataset", args.dataset, "--env", "Hopper-v5"]
         command += ["--root", str(args.root)] if args.root else []
     else:
-        command = [str(D3RLPY_PYTHON), str(REPO / "benchmarks" / "d3rlpy" / "cql_peer.py")]
+        command = [str(D3RLPY_PYTHON), str(REPO / "benchmarks" / "d3rlpy" / "offline_peer.py")]
         command += ["--transitions", str(npz)]
     print(f"== {peer} seed {seed}", flush=True)
     environment = os.environ | {"OMP_NUM_THREADS": "1"}
@@ -163,16 +202,18 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def print_table(summaries: dict[str, dict], updates: int) -> None:
-    print(f"\nCQL on Hopper-v5 data, greedy return after {updates:,} updates (mean over seeds)")
+    print(f"\nHopper-v5 data, greedy return after {updates:,} updates (mean over seeds)")
     print(
         "| peer | updates/s | speed / d3rlpy's | return ± s.e. | D4RL score | returns per seed "
         "| mean return by updates |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    reference = summaries.get("d3rlpy", {}).get("updates_per_second_mean")
     for peer, summary in summaries.items():
+        algorithm = peer.split()[-1]
+        reference = summaries.get(peer_label("d3rlpy", algorithm), {})
         speed = summary["updates_per_second_mean"]
-        ratio = f"{speed / reference:.2f}x" if reference else "n/a"
+        reference_speed = reference.get("updates_per_second_mean")
+        ratio = f"{speed / reference_speed:.2f}x" if reference_speed else "n/a"
         per_seed = " / ".join(f"{value:.1f}" for value in summary["final_returns"])
         score = summary["normalized_score_mean"]
         sem = summary["final_return_sem"]  # None with one seed: no spread to report
@@ -198,6 +239,12 @@ def read_results(path: Path) -> dict:
     missing = [key for key in (*SETUP_KEYS, "transitions", "runs") if key not in payload]
     if missing:
         raise SystemExit(f"{path} is not a cql_hopper.py results file (no {', '.join(missing)})")
+    # Files written before BCQ and Diffusion-QL joined name the CQL peers by library alone.
+    for key in ("runs", "summary", "hyperparameters"):
+        payload[key] = {
+            (peer_label(name, "cql") if name in ("rlscale", "d3rlpy") else name): value
+            for name, value in payload.get(key, {}).items()
+        }
     return payload
 
 
@@ -251,17 +298,25 @@ def main() -> None:
         return
     if "d3rlpy" in args.peers and not D3RLPY_PYTHON.exists():
         raise SystemExit(f"{D3RLPY_PYTHON} is missing: run `make bench-d3rlpy-venv` first.")
-    rlscale_hp, d3rlpy_hp = shared_hyperparameters()
+    plan: list[tuple[str, str, dict]] = []  # (library, algorithm, hyperparameters)
+    for algorithm in args.algorithms:
+        rlscale_side, d3rlpy_side = shared_hyperparameters(algorithm)
+        for library in args.peers:
+            if library == "d3rlpy" and d3rlpy_side is None:
+                print(f"d3rlpy has no {algorithm}: rlscale runs it alone", flush=True)
+                continue
+            plan.append((library, algorithm, rlscale_side if library == "rlscale" else d3rlpy_side))
     npz = args.work / (args.dataset.replace("/", "_") + ".npz")
     transitions = None
-    if "d3rlpy" in args.peers:
+    if any(library == "d3rlpy" for library, _, _ in plan):
         transitions = export_transitions(args.dataset, args.root, npz)
         print(f"exported {transitions:,} transitions to {npz}", flush=True)
-    runs: dict[str, list[dict]] = {peer: [] for peer in args.peers}
+    runs: dict[str, list[dict]] = {peer_label(lib, algo): [] for lib, algo, _ in plan}
+    # Seed by seed, so a run cut short still has every peer at the seeds it finished.
     for seed in args.seeds:
-        for peer in args.peers:
-            hyperparameters = rlscale_hp if peer == "rlscale" else d3rlpy_hp
-            runs[peer].append(run_peer(peer, seed, args, hyperparameters, npz))
+        for library, algorithm, hyperparameters in plan:
+            report = run_peer(library, algorithm, seed, args, hyperparameters, npz)
+            runs[peer_label(library, algorithm)].append(report)
     summaries = {peer: summarize(peer_runs) for peer, peer_runs in runs.items()}
     payload = {
         "dataset": args.dataset,
@@ -269,7 +324,7 @@ def main() -> None:
         "updates": args.updates,
         "eval_episodes": args.eval_episodes,
         "d4rl_references": {"random": D4RL_HOPPER_RANDOM, "expert": D4RL_HOPPER_EXPERT},
-        "hyperparameters": {"rlscale": rlscale_hp, "d3rlpy": d3rlpy_hp},
+        "hyperparameters": {peer_label(lib, algo): hp for lib, algo, hp in plan},
         "summary": summaries,
         "runs": runs,
     }

@@ -1,10 +1,10 @@
-"""rlscale's CQL on a logged Minari dataset: the rlscale side of ``cql_hopper.py``.
+"""An rlscale offline algorithm on a logged Minari dataset: the rlscale side of ``cql_hopper.py``.
 
-    .venv/bin/python benchmarks/cql_rlscale_peer.py --dataset hopper/medium-v0 [--root DIR] \
-        --env Hopper-v5 --seed S --updates N --eval-every K --eval-episodes E \
-        --hyperparameters JSON --out OUT.json
+    .venv/bin/python benchmarks/offline_rlscale_peer.py --algorithm cql|bcq|diffusion_ql|... \
+        --dataset hopper/medium-v0 [--root DIR] --env Hopper-v5 --seed S --updates N \
+        --eval-every K --eval-episodes E --hyperparameters JSON --out OUT.json
 
-Builds the algorithm exactly as ``rlscale train cql`` does (the dataset streamed through Ray
+Builds the algorithm exactly as ``rlscale train <algorithm>`` does (the dataset streamed through Ray
 Data on an embedded local Ray), with the JSON's keys set on its config. ``train_seconds`` times
 the training iterations only (reading batches plus gradient updates); every K updates the
 greedy policy plays E episodes in the env through RLlib's evaluation EnvRunner, untimed, each
@@ -25,6 +25,7 @@ from evaluation_episodes import episode_seeds, summarize_returns
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--algorithm", default="cql", help="any dataset-trained algorithm")
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--root", type=Path, help="datasets root (default MINARI_DATASETS_PATH)")
     parser.add_argument("--env", default="Hopper-v5")
@@ -42,7 +43,7 @@ def build_algorithm(args: argparse.Namespace, hyperparameters: dict):
     from rlscale.platform.experiment import prepare
 
     spec = rlscale.ExperimentSpec(
-        algorithm="cql",
+        algorithm=args.algorithm,
         env=args.env,
         dataset=args.dataset,
         seed=args.seed,
@@ -125,6 +126,7 @@ def write_report(args, hyperparameters: dict, result: dict, version: str, ray_ve
     per_iteration = args.updates // len(seconds)
     report = {
         "peer": "rlscale",
+        "algorithm": args.algorithm,
         "rlscale_version": version,
         "ray_version": ray_version,
         "seed": args.seed,

@@ -1,14 +1,17 @@
-"""d3rlpy 2.8.1 CQL on flat Hopper-v5 transitions: the peer side of the CQL comparison.
+"""d3rlpy 2.8.1 CQL or BCQ on flat Hopper-v5 transitions: the peer side of the offline comparisons.
 
 Run with the d3rlpy venv (see README.md beside this file):
 
-    .venv-d3rlpy/bin/python benchmarks/d3rlpy/cql_peer.py --transitions FILE.npz --seed S \
-        --updates N --eval-every K --eval-episodes E --hyperparameters JSON --out OUT.json
+    .venv-d3rlpy/bin/python benchmarks/d3rlpy/offline_peer.py --algorithm cql|bcq \
+        --transitions FILE.npz --seed S --updates N --eval-every K --eval-episodes E \
+        --hyperparameters JSON --out OUT.json
 
 FILE.npz holds observations (T, 11), actions (T, 3) in [-1, 1], rewards (T,), terminals (T,)
 and timeouts (T,), episode after episode. --hyperparameters is a JSON object or a path to a JSON
-file; keys left out keep d3rlpy's defaults. The conservative weight is kept fixed (no Lagrangian
-dual): alpha_learning_rate 0 with initial_alpha 1, so the penalty is conservative_weight * gap.
+file; keys left out keep d3rlpy's defaults. For CQL the conservative weight is kept fixed (no
+Lagrangian dual): alpha_learning_rate 0 with initial_alpha 1, so the penalty is
+conservative_weight * gap. ``hidden_units`` sets every network's layers (actor, critics and, for
+BCQ, the ``imitator`` VAE unless ``imitator_hidden_units`` is given).
 
 Training is d3rlpy's own sampling (ReplayBuffer.sample_transition_batch) and algo.update in a
 loop; train_seconds counts sampling plus updates, never evaluation. Every K updates the greedy
@@ -35,29 +38,49 @@ with contextlib.redirect_stderr(io.StringIO()):  # d3rlpy imports old gym, which
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared episodes
 from evaluation_episodes import episode_seeds, summarize_returns  # noqa: E402
 
-HYPERPARAMETER_KEYS = (
-    "actor_learning_rate",
-    "critic_learning_rate",
-    "temp_learning_rate",
-    "alpha_learning_rate",
-    "batch_size",
-    "gamma",
-    "tau",
-    "n_action_samples",
-    "conservative_weight",
-    "initial_temperature",
-    "initial_alpha",
-    "alpha_threshold",
-    "hidden_units",
-    "n_critics",
-)
-# A fixed conservative weight, as in the non-Lagrangian peer: no optimizer on log_alpha
+HYPERPARAMETER_KEYS = {
+    "cql": (
+        "actor_learning_rate",
+        "critic_learning_rate",
+        "temp_learning_rate",
+        "alpha_learning_rate",
+        "batch_size",
+        "gamma",
+        "tau",
+        "n_action_samples",
+        "conservative_weight",
+        "initial_temperature",
+        "initial_alpha",
+        "alpha_threshold",
+        "hidden_units",
+        "n_critics",
+    ),
+    "bcq": (
+        "actor_learning_rate",
+        "critic_learning_rate",
+        "imitator_learning_rate",
+        "batch_size",
+        "gamma",
+        "tau",
+        "n_critics",
+        "lam",
+        "n_action_samples",
+        "action_flexibility",
+        "beta",
+        "hidden_units",
+        "imitator_hidden_units",
+    ),
+}
+CONFIGS = {"cql": "CQLConfig", "bcq": "BCQConfig"}
+# CQL with a fixed conservative weight, as in the non-Lagrangian peer: no optimizer on log_alpha
 # (cql.py builds none when alpha_learning_rate is 0) and exp(log_alpha) = 1 multiplies it.
-FIXED_WEIGHT_DEFAULTS = {"alpha_learning_rate": 0.0, "initial_alpha": 1.0}
+FIXED_DEFAULTS = {"cql": {"alpha_learning_rate": 0.0, "initial_alpha": 1.0}, "bcq": {}}
+LAYER_KEYS = ("hidden_units", "imitator_hidden_units")
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--algorithm", choices=sorted(CONFIGS), default="cql")
     parser.add_argument("--transitions", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--updates", type=int, required=True)
@@ -68,17 +91,19 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def load_hyperparameters(text: str) -> dict:
-    """The JSON (inline or from a file) over the fixed-weight defaults and d3rlpy's own."""
+def load_hyperparameters(algorithm: str, text: str) -> dict:
+    """The JSON (inline or from a file) over the fixed defaults and d3rlpy's own."""
     given = json.loads(Path(text).read_text() if os.path.isfile(text) else text)
-    unknown = set(given) - set(HYPERPARAMETER_KEYS)
+    unknown = set(given) - set(HYPERPARAMETER_KEYS[algorithm])
     if unknown:
-        raise SystemExit(f"unknown hyper-parameters: {sorted(unknown)}")
-    defaults = d3rlpy.algos.CQLConfig()
-    params = {key: getattr(defaults, key, None) for key in HYPERPARAMETER_KEYS}
+        raise SystemExit(f"unknown {algorithm} hyper-parameters: {sorted(unknown)}")
+    defaults = getattr(d3rlpy.algos, CONFIGS[algorithm])()
+    params = {key: getattr(defaults, key, None) for key in HYPERPARAMETER_KEYS[algorithm]}
     params["hidden_units"] = [256, 256]  # VectorEncoderFactory's default
-    params.update(FIXED_WEIGHT_DEFAULTS)
+    params.update(FIXED_DEFAULTS[algorithm])
     params.update(given)
+    if algorithm == "bcq" and params.get("imitator_hidden_units") is None:
+        params["imitator_hidden_units"] = params["hidden_units"]
     return params
 
 
@@ -100,16 +125,20 @@ def load_dataset(path: Path) -> d3rlpy.dataset.MDPDataset:
     )
 
 
-def make_cql(params: dict) -> d3rlpy.algos.CQL:
+def make_algo(algorithm: str, params: dict):
+    """d3rlpy's CQL or BCQ with every network's layers as ``params`` gives them, on the CPU."""
     encoder = d3rlpy.models.VectorEncoderFactory(hidden_units=list(params["hidden_units"]))
-    config_args = {k: v for k, v in params.items() if k != "hidden_units"}
-    config = d3rlpy.algos.CQLConfig(
-        actor_encoder_factory=encoder, critic_encoder_factory=encoder, **config_args
-    )
+    factories = {"actor_encoder_factory": encoder, "critic_encoder_factory": encoder}
+    if algorithm == "bcq":
+        factories["imitator_encoder_factory"] = d3rlpy.models.VectorEncoderFactory(
+            hidden_units=list(params["imitator_hidden_units"])
+        )
+    config_args = {k: v for k, v in params.items() if k not in LAYER_KEYS}
+    config = getattr(d3rlpy.algos, CONFIGS[algorithm])(**factories, **config_args)
     return config.create(device=False)
 
 
-def evaluate(algo: d3rlpy.algos.CQL, episodes: int) -> dict:
+def evaluate(algo, episodes: int) -> dict:
     """Undiscounted returns of the greedy policy on the shared evaluation episodes."""
     env = gym.make("Hopper-v5")
     returns = []
@@ -155,14 +184,15 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(1)
     d3rlpy.seed(args.seed)  # python random, numpy and torch
-    params = load_hyperparameters(args.hyperparameters)
+    params = load_hyperparameters(args.algorithm, args.hyperparameters)
     dataset = load_dataset(args.transitions)
-    algo = make_cql(params)
+    algo = make_algo(args.algorithm, params)
     algo.build_with_dataset(dataset)
     result = train(algo, dataset, args, params["batch_size"])
     train_seconds = result["train_seconds"]
     report = {
         "peer": "d3rlpy",
+        "algorithm": args.algorithm,
         "d3rlpy_version": d3rlpy.__version__,
         "seed": args.seed,
         "updates": args.updates,
