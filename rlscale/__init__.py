@@ -23,6 +23,7 @@ __all__ = [
     "evaluate",
     "list_datasets",
     "load_spec",
+    "resume",
     "train",
     "tune",
     "validate_dataset",
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
         validate_dataset,
     )
     from rlscale.platform.evaluation import evaluate
-    from rlscale.platform.runner import train
+    from rlscale.platform.runner import resume, train
     from rlscale.platform.spec import ExperimentSpec, load_spec
     from rlscale.platform.tuning.run import tune
 
@@ -48,6 +49,7 @@ _LAZY = {
     "ExperimentSpec": "rlscale.platform.spec",
     "load_spec": "rlscale.platform.spec",
     "train": "rlscale.platform.runner",
+    "resume": "rlscale.platform.runner",
     "evaluate": "rlscale.platform.evaluation",
     "tune": "rlscale.platform.tuning.run",
     "list_datasets": "rlscale.platform.datasets_api",

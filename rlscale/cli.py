@@ -105,11 +105,31 @@ def train(
         bool, typer.Option(help="Start Ray's dashboard on 127.0.0.1 (embedded Ray only).")
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)] = False,
+    resume: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Continue this run folder from its latest complete checkpoint, to its stop "
+            "rules or to the --stop-* given here."
+        ),
+    ] = None,
 ) -> None:
     """Train until a stop rule holds; print the final checkpoint's path last."""
     from rlscale.algorithms.registry import get_algorithm
     from rlscale.platform.spec import deep_merge, load_spec, parse_assignments
 
+    stop = {"reward": stop_reward, "iterations": stop_iters, "timesteps": stop_timesteps}
+    if resume is not None:
+        _refuse_with_resume(
+            algorithm=algo, env=env, config=config, name=name, output=output, seed=seed,
+            dataset=dataset, expert=expert, set=set_,
+        )  # fmt: skip
+        from rlscale.platform.runner import resume as resume_training
+
+        result = resume_training(
+            resume, stop=stop, address=address, console=err, dashboard=dashboard, verbose=verbose
+        )
+        _report_training(result)
+        return
     overrides = _flag_overrides(
         algorithm=algo,
         env=env,
@@ -118,13 +138,30 @@ def train(
         seed=seed,
         dataset=dataset,
         expert=expert,
-        stop={"reward": stop_reward, "iterations": stop_iters, "timesteps": stop_timesteps},
+        stop=stop,
     )
     spec = load_spec(config, deep_merge(parse_assignments(set_ or []), overrides))
     get_algorithm(spec.algorithm)  # an unknown name fails here, before RLlib is imported
     from rlscale.platform.runner import train as run_training
 
     result = run_training(spec, address=address, console=err, dashboard=dashboard, verbose=verbose)
+    _report_training(result)
+
+
+def _refuse_with_resume(**given: Any) -> None:
+    """--resume continues a run as it was specified: only its stop rules may change."""
+    from rlscale.errors import SpecError
+
+    clashing = [f"--{key}" if key != "algorithm" else "ALGO" for key, v in given.items() if v]
+    if clashing:
+        raise SpecError(
+            f"{' and '.join(clashing)} cannot be combined with --resume, which continues the "
+            "run as its spec.yaml describes (only --stop-* may change). Drop them, or start a "
+            "new run without --resume."
+        )
+
+
+def _report_training(result) -> None:
     final = result.final
     if final is not None:
         mean = f"{final.return_mean:.1f}" if final.has_return else "n/a (no episode finished)"

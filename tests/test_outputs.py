@@ -27,7 +27,9 @@ from rlscale.platform.outputs import (
     MetricsLog,
     create_run_dir,
     flatten_numbers,
+    latest_checkpoint,
     read_checkpoint,
+    read_metrics,
     restore_or_explain,
 )
 from rlscale.platform.plots import plot_learning_curve
@@ -376,3 +378,74 @@ def test_tensorboard_carries_the_csv_columns_under_rlscale(tmp_path):
         500.0,
         500.0,
     ]
+
+
+def _row(iteration: int) -> IterationMetrics:
+    return IterationMetrics(
+        iteration=iteration,
+        env_steps=1000 * iteration,
+        episodes=10 * iteration,
+        return_mean=float(iteration),
+        return_min=0.0,
+        return_max=2.0 * iteration,
+        episode_len_mean=20.0,
+        time_s=1.5 * iteration,
+        steps_per_s=666.7,
+    )
+
+
+def test_a_resumed_metrics_log_drops_the_rows_after_the_checkpoint_and_appends(tmp_path):
+    log = MetricsLog(tmp_path)
+    for iteration in range(1, 7):  # the run got to 6; its latest checkpoint is at 4
+        log.record(_row(iteration), {})
+    log.close()
+    resumed = MetricsLog(tmp_path, resume_after=_row(4))
+    assert [row.iteration for row in resumed.history] == [1, 2, 3, 4]
+    resumed.record(_row(5), {})
+    resumed.close()
+    rows = read_metrics(tmp_path / "metrics.csv")
+    assert [row.iteration for row in rows] == [1, 2, 3, 4, 5]
+    assert repr(rows[2]) == repr(_row(3))  # read back exactly, integers as integers (NaN too)
+
+
+def test_resume_starts_from_the_checkpoint_of_the_highest_iteration(tmp_path):
+    writer = CheckpointWriter(tmp_path, _spec(tmp_path))
+    with pytest.raises(CheckpointError, match="no complete checkpoint to resume from"):
+        latest_checkpoint(tmp_path)
+    for iteration in (2, 4):
+        destination = tmp_path / "checkpoints" / f"iter_{iteration:06d}"
+        writer.save(_SavingAlgorithm(str(iteration)), destination, _row(iteration), {"x": 1})
+    (tmp_path / "checkpoints" / ".iter_000006.partial").mkdir()  # killed while saving
+    latest = latest_checkpoint(tmp_path)
+    assert latest.path.name == "iter_000004"
+    assert (latest.metrics["iteration"], latest.step_state) == (4, {"x": 1})
+    # Ctrl-C wrote a final checkpoint after the last periodic one: it is the newest.
+    writer.save_final(_SavingAlgorithm("final"), _row(5), None)
+    assert latest_checkpoint(tmp_path).path.name == FINAL_CHECKPOINT
+
+
+def test_resume_refuses_before_ray_a_folder_without_a_run_or_a_finished_run(tmp_path):
+    with pytest.raises(OutputError, match="cannot resume .*: it does not exist"):
+        rlscale.resume(tmp_path / "missing")
+    with pytest.raises(OutputError, match=r"holds no run \(no spec.yaml\)"):
+        rlscale.resume(tmp_path)
+    spec = ExperimentSpec(
+        algorithm="ppo", env="CartPole-v1", output=tmp_path, name="r", stop={"iterations": 5}
+    )
+    run_dir = create_run_dir(spec)
+    with pytest.raises(CheckpointError, match="no complete checkpoint to resume from"):
+        rlscale.resume(run_dir)
+    CheckpointWriter(run_dir, spec).save_final(_SavingAlgorithm("done"), _row(5), None)
+    with pytest.raises(CheckpointError, match="already finished \\(5 iterations.*--stop-iters 10"):
+        rlscale.resume(run_dir)
+    other = spec.model_copy(update={"env": "Acrobot-v1"})
+    CheckpointWriter(run_dir, other).save_final(_SavingAlgorithm("other"), _row(3), None)
+    with pytest.raises(CheckpointError, match="is of ppo on Acrobot-v1.*mixes two runs"):
+        rlscale.resume(run_dir)
+    assert not ray_is_running()
+
+
+def ray_is_running() -> bool:
+    import ray
+
+    return ray.is_initialized()

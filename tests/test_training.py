@@ -17,7 +17,7 @@ import pytest
 
 import rlscale
 from rlscale.errors import RlscaleError
-from rlscale.platform.outputs import CHECKPOINT_MARKER
+from rlscale.platform.outputs import CHECKPOINT_MARKER, read_metrics
 from tests.conftest import REPO_ROOT, run_cli
 
 pytestmark = pytest.mark.slow
@@ -201,6 +201,42 @@ def test_a_second_ctrl_c_aborts_and_says_no_final_checkpoint_was_written(tmp_pat
     assert not (tmp_path / "abort" / "checkpoint_final").exists()
     assert (tmp_path / "abort" / "metrics.csv").is_file()
     assert "Traceback" not in stderr
+
+
+def test_a_killed_run_resumes_from_its_latest_checkpoint_without_repeating_an_iteration(tmp_path):
+    run_dir = tmp_path / "killed"
+    command = [
+        str(Path(sys.executable).with_name("rlscale")),
+        *("train", "ppo", "--env", "CartPole-v1", "--stop-iters", "8", "--seed", "0"),
+        *("--output", str(tmp_path), "--name", "killed", "--set", "checkpoint.every=2"),
+    ]
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    checkpoint = run_dir / "checkpoints" / "iter_000004" / CHECKPOINT_MARKER
+    deadline = time.monotonic() + 240
+    while not checkpoint.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.kill()  # SIGKILL: no handler runs, nothing is flushed or saved
+    process.wait()
+    assert checkpoint.is_file(), "the run never wrote its iteration-4 checkpoint"
+    assert not (run_dir / "checkpoint_final").exists()
+    before = read_metrics(run_dir / "metrics.csv")
+
+    resumed = run_cli("train", "--resume", str(run_dir))
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    assert f"resuming from {checkpoint.parent}" in resumed.stderr
+    rows = read_metrics(run_dir / "metrics.csv")
+    assert [row.iteration for row in rows] == list(range(1, 9))
+    assert repr(rows[:4]) == repr(before[:4])  # the rows up to the checkpoint, as written
+    steps = [row.env_steps for row in rows]
+    assert steps == sorted(set(steps)), f"env steps must climb without repeats: {steps}"
+    assert rows[4].env_steps - rows[3].env_steps < 2 * (rows[3].env_steps - rows[2].env_steps)
+    marker = json.loads((run_dir / "checkpoint_final" / CHECKPOINT_MARKER).read_text())
+    assert marker["metrics"]["iteration"] == 8
+    assert len(marker["step_state"]["returns"]) > 0
 
 
 def test_evaluate_records_mujoco_video(ray_local, tmp_path):

@@ -10,6 +10,7 @@ folder that loads as a checkpoint; the ``rlscale.json`` marker inside is written
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -35,6 +36,7 @@ FINAL_CHECKPOINT = "checkpoint_final"
 PERIODIC_CHECKPOINTS = "checkpoints"
 CHECKPOINT_FORMAT = 1
 ALGORITHM_CLASS_KEY = "algorithm_class"
+STEP_STATE_KEY = "step_state"
 
 
 @dataclass
@@ -161,16 +163,30 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 class MetricsLog:
-    """Appends one row per iteration to metrics.csv and every numeric result to TensorBoard."""
+    """Appends one row per iteration to metrics.csv and every numeric result to TensorBoard.
 
-    def __init__(self, run_dir: Path):
+    ``resume_after`` continues a run from the checkpoint of that iteration: the rows after it
+    (iterations whose training the checkpoint does not hold, and which run again) are dropped
+    from metrics.csv, and TensorBoard hides its events after it (``purge_step``), so no
+    iteration appears twice.
+    """
+
+    def __init__(self, run_dir: Path, resume_after: IterationMetrics | None = None):
         self.csv_path = run_dir / "metrics.csv"
         self._columns = [field.name for field in fields(IterationMetrics)]
-        self._file = self.csv_path.open("w", newline="")
-        self._csv = csv.DictWriter(self._file, fieldnames=self._columns)
-        self._csv.writeheader()
-        self._tensorboard = _tensorboard_writer(run_dir / "tensorboard")
         self.history: list[IterationMetrics] = []
+        purge_step = None
+        if resume_after is not None:
+            self.history = [
+                row
+                for row in read_metrics(self.csv_path)
+                if row.iteration <= resume_after.iteration
+            ]
+            purge_step = resume_after.env_steps + 1
+        write_atomically(self.csv_path, _csv_text(self._columns, self.history))
+        self._file = self.csv_path.open("a", newline="")
+        self._csv = csv.DictWriter(self._file, fieldnames=self._columns)
+        self._tensorboard = _tensorboard_writer(run_dir / "tensorboard", purge_step)
 
     def record(self, metrics: IterationMetrics, result: dict[str, Any]) -> None:
         self.history.append(metrics)
@@ -190,10 +206,38 @@ class MetricsLog:
             self._tensorboard.close()
 
 
-def _tensorboard_writer(log_dir: Path):
+def _tensorboard_writer(log_dir: Path, purge_step: int | None = None):
     from torch.utils.tensorboard import SummaryWriter
 
-    return SummaryWriter(log_dir=str(log_dir))
+    return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+
+
+def _csv_text(columns: list[str], rows: list[IterationMetrics]) -> str:
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(asdict(row) for row in rows)
+    return buffer.getvalue()
+
+
+def read_metrics(path: Path) -> list[IterationMetrics]:
+    """The rows of a run's metrics.csv (none if it has no file yet)."""
+    if not path.is_file():
+        return []
+    integer = {f.name for f in fields(IterationMetrics) if f.type in ("int", int)}
+    try:
+        with path.open(newline="") as file:
+            return [
+                IterationMetrics(
+                    **{k: int(float(v)) if k in integer else float(v) for k, v in row.items()}
+                )
+                for row in csv.DictReader(file)
+            ]
+    except (TypeError, ValueError) as exc:
+        raise OutputError(
+            f"{path} is damaged ({exc}); the run cannot be resumed with its metrics. Move it "
+            "away to resume with a metrics.csv that starts at the checkpoint."
+        ) from None
 
 
 RLSCALE_TENSORBOARD_PREFIX = "rlscale/"
@@ -235,11 +279,14 @@ class CheckpointWriter:
         self.spec = spec
         self.periodic_dir = run_dir / PERIODIC_CHECKPOINTS
 
-    def maybe_save(self, algo: Algorithm, metrics: IterationMetrics) -> Path | None:
+    def maybe_save(
+        self, algo: Algorithm, metrics: IterationMetrics, step_state: dict | None = None
+    ) -> Path | None:
         every = self.spec.checkpoint.every
         if not every or metrics.iteration % every:
             return None
-        path = self.save(algo, self.periodic_dir / f"iter_{metrics.iteration:06d}", metrics)
+        destination = self.periodic_dir / f"iter_{metrics.iteration:06d}"
+        path = self.save(algo, destination, metrics, step_state)
         self._prune()
         return path
 
@@ -248,10 +295,21 @@ class CheckpointWriter:
         periodic = sorted(self.periodic_dir.glob("iter_*"))
         return periodic[-1] if periodic else None
 
-    def save_final(self, algo: Algorithm, metrics: IterationMetrics | None) -> Path:
-        return self.save(algo, self.run_dir / FINAL_CHECKPOINT, metrics)
+    def save_final(
+        self, algo: Algorithm, metrics: IterationMetrics | None, step_state: dict | None = None
+    ) -> Path:
+        return self.save(algo, self.run_dir / FINAL_CHECKPOINT, metrics, step_state)
 
-    def save(self, algo: Algorithm, destination: Path, metrics: IterationMetrics | None) -> Path:
+    def save(
+        self,
+        algo: Algorithm,
+        destination: Path,
+        metrics: IterationMetrics | None,
+        step_state: dict | None = None,
+    ) -> Path:
+        """Write the algorithm's state and the marker; ``step_state`` (the runner's episode
+        window and clock, ``IterationStep.state``) lets ``rlscale train --resume`` continue
+        from this checkpoint as if the run had never stopped."""
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = destination.with_name(f".{destination.name}.partial")
         shutil.rmtree(partial, ignore_errors=True)
@@ -263,6 +321,7 @@ class CheckpointWriter:
             "rlscale_version": __version__,
             "env": self.spec.env,
             "metrics": asdict(metrics) if metrics else None,
+            STEP_STATE_KEY: step_state,
             "spec": self.spec.model_dump(mode="json"),
         }
         (partial / CHECKPOINT_MARKER).write_text(json.dumps(marker, indent=2, allow_nan=True))
@@ -303,6 +362,9 @@ class CheckpointInfo:
     algorithm_class: str | None = None
     """The saved Algorithm's class (``module.QualName``); None in checkpoints from before the
     marker recorded it."""
+    step_state: dict[str, Any] | None = None
+    """The runner's episode window and clock at the save (``IterationStep.state``); None in
+    checkpoints from before the marker recorded it."""
 
     def check_algorithm_class(self, algorithm_class: type) -> None:
         """Refuse to restore a checkpoint whose saved state is another algorithm's than the one
@@ -400,4 +462,26 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
         spec=spec,
         metrics=data.get("metrics"),
         algorithm_class=data.get(ALGORITHM_CLASS_KEY),
+        step_state=data.get(STEP_STATE_KEY),
     )
+
+
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """The run's checkpoints that hold their marker (written last): its final one, if any, and
+    its periodic ones; interrupted saves (hidden ``.partial`` folders) are not among them."""
+    candidates = [run_dir / FINAL_CHECKPOINT, *(run_dir / PERIODIC_CHECKPOINTS).glob("iter_*")]
+    return [path for path in candidates if (path / CHECKPOINT_MARKER).is_file()]
+
+
+def latest_checkpoint(run_dir: Path) -> CheckpointInfo:
+    """The run's checkpoint of the highest iteration, to resume from; a clear error when it
+    has none."""
+    infos = [read_checkpoint(path) for path in complete_checkpoints(run_dir)]
+    infos = [info for info in infos if info.metrics]
+    if not infos:
+        raise CheckpointError(
+            f"run {run_dir} has no complete checkpoint to resume from: it stopped before "
+            "writing one. Train it again (with --set checkpoint.every=N to save every N "
+            "iterations, so that a killed run can resume)."
+        )
+    return max(infos, key=lambda info: info.metrics["iteration"])

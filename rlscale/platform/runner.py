@@ -4,6 +4,10 @@ The step (shared with the Tune trainable) trains and measures one iteration; the
 the run's outputs around it: progress, metrics.csv and TensorBoard, checkpoints, the learning
 curve, and Ray's own messages in ``ray.log``. Ctrl-C stops after the iteration in flight and
 still writes the final checkpoint; a second Ctrl-C aborts at once.
+
+``resume(run_dir)`` continues an interrupted or killed run from its latest complete checkpoint
+(the algorithm's state, RLlib's counters and the runner's episode window and clock), in the
+same folder: metrics.csv and TensorBoard continue from that iteration, so none appears twice.
 """
 
 from __future__ import annotations
@@ -17,21 +21,26 @@ from pathlib import Path
 
 from rich.console import Console
 
-from rlscale.errors import RlscaleError
+from rlscale.errors import CheckpointError, OutputError, RlscaleError
 from rlscale.platform.experiment import PreparedExperiment, place_on_cluster, prepare
-from rlscale.platform.iteration import IterationStep, diverged_error
+from rlscale.platform.iteration import IterationStep, diverged_error, first_stop_reason
 from rlscale.platform.outputs import (
+    SPEC_FILE,
+    CheckpointInfo,
     CheckpointWriter,
     IterationMetrics,
     MetricsLog,
     create_run_dir,
     discard_unstarted_run_dir,
+    latest_checkpoint,
+    restore_or_explain,
+    write_atomically,
 )
 from rlscale.platform.plots import plot_learning_curve
 from rlscale.platform.progress import TrainingProgress
 from rlscale.platform.ray_output import RAY_LOG, RayOutput
 from rlscale.platform.runtime import ray_session
-from rlscale.platform.spec import ExperimentSpec
+from rlscale.platform.spec import ExperimentSpec, load_spec
 
 
 @dataclass
@@ -88,8 +97,11 @@ def train(
             ray_session(address, include_dashboard=dashboard) as session,
         ):
             ray_output.capture_worker_output()
+            if verbose and console is not None:  # which EnvRunner samples, and why
+                console.print(f"sampling with {prepared.config.sampling_runner()}", markup=False)
             place_on_cluster(prepared.config, prepared.spec, session.num_cpus, session.num_gpus)
-            result = _run(prepared, run_dir, console)
+            step = IterationStep(prepared)
+            result = _run(prepared, run_dir, console, step, MetricsLog(run_dir))
             result.ray_start_s = session.start_s
             return result
     except RlscaleError:
@@ -99,10 +111,97 @@ def train(
         raise
 
 
-def _run(prepared: PreparedExperiment, run_dir: Path, console: Console | None) -> TrainResult:
+def resume(
+    run_dir: str | Path,
+    stop: dict | None = None,
+    address: str | None = None,
+    console: Console | None = None,
+    dashboard: bool = False,
+    verbose: bool = False,
+) -> TrainResult:
+    """Continue the run in ``run_dir`` from its latest complete checkpoint to its stop rules
+    (``stop``, e.g. ``{"iterations": 200}``, replaces the rules it names, to train further).
+
+    Refused, before Ray starts, for a folder that holds no run, a run with no complete
+    checkpoint, and a run whose checkpoint already meets the stop rules.
+    """
+    run_dir = Path(run_dir).expanduser()
+    spec = _resumed_spec(run_dir, stop or {})
+    info = latest_checkpoint(run_dir)
+    _check_resumable(spec, info)
+    prepared = prepare(spec)
+    if stop:
+        write_atomically(run_dir / SPEC_FILE, spec.to_yaml())
+    resumed_from = IterationMetrics(**info.metrics)
+    title = f"rlscale train --resume {run_dir}"
+    with (
+        RayOutput(run_dir / RAY_LOG, console=verbose, title=title) as ray_output,
+        ray_session(address, include_dashboard=dashboard) as session,
+    ):
+        ray_output.capture_worker_output()
+        place_on_cluster(prepared.config, prepared.spec, session.num_cpus, session.num_gpus)
+        step = IterationStep(prepared)
+        try:
+            info.check_algorithm_class(type(step.algo))
+            restore_or_explain(step.algo, info)
+        except RlscaleError:
+            step.stop()
+            raise
+        step.load_state(info.step_state or _state_from_metrics(info.metrics))
+        (console or Console(stderr=True)).print(
+            f"resuming from {info.path} (iteration {resumed_from.iteration}, "
+            f"{resumed_from.env_steps:,} env steps)",
+            highlight=False,
+            markup=False,
+        )
+        log = MetricsLog(run_dir, resume_after=resumed_from)
+        result = _run(prepared, run_dir, console, step, log)
+        result.ray_start_s = session.start_s
+        return result
+
+
+def _resumed_spec(run_dir: Path, stop: dict) -> ExperimentSpec:
+    if not (run_dir / SPEC_FILE).is_file():
+        what = "does not exist" if not run_dir.exists() else f"holds no run (no {SPEC_FILE})"
+        raise OutputError(
+            f"cannot resume {run_dir}: it {what}. Pass the run folder that `rlscale train` "
+            "printed (`run folder: ...`)."
+        )
+    stop = {key: value for key, value in stop.items() if value is not None}
+    return load_spec(run_dir / SPEC_FILE, {"stop": stop} if stop else None)
+
+
+def _check_resumable(spec: ExperimentSpec, info: CheckpointInfo) -> None:
+    if (info.spec.algorithm, info.spec.env) != (spec.algorithm, spec.env):
+        raise CheckpointError(
+            f"checkpoint {info.path} is of {info.spec.algorithm} on {info.spec.env}, but the "
+            f"run's {SPEC_FILE} is {spec.algorithm} on {spec.env}: the folder mixes two runs. "
+            "Resume a folder that `rlscale train` wrote, unedited."
+        )
+    reached = first_stop_reason(spec.stop, IterationMetrics(**info.metrics))
+    if reached:
+        raise CheckpointError(
+            f"the run has already finished ({reached} at its checkpoint {info.path}); nothing "
+            "to resume. To train it further, give a later stop rule, e.g. "
+            f"`rlscale train --resume {info.path.parent} --stop-iters "
+            f"{info.metrics['iteration'] * 2}`."
+        )
+
+
+def _state_from_metrics(metrics: dict) -> dict:
+    """The step state of a checkpoint written before markers held one: its clock and last
+    row, with an empty episode window (the return refills as episodes finish)."""
+    return {"returns": [], "lengths": [], "time_s": metrics["time_s"], "previous": metrics}
+
+
+def _run(
+    prepared: PreparedExperiment,
+    run_dir: Path,
+    console: Console | None,
+    step: IterationStep,
+    log: MetricsLog,
+) -> TrainResult:
     spec = prepared.spec
-    step = IterationStep(prepared)
-    log = MetricsLog(run_dir)
     checkpoints = CheckpointWriter(run_dir, spec)
     title = f"{spec.algorithm} on {spec.env} (seed {spec.seed})"
     reason = None
@@ -118,12 +217,12 @@ def _run(prepared: PreparedExperiment, run_dir: Path, console: Console | None) -
                 progress.update(metrics)
                 if outcome.non_finite_losses:
                     raise diverged_error(outcome, checkpoints.latest())
-                if checkpoints.maybe_save(step.algo, metrics):
+                if checkpoints.maybe_save(step.algo, metrics, step.state()):
                     plot_learning_curve(log.history, run_dir / "learning_curve.png", title)
                 reason = outcome.stop_reason or (INTERRUPTED if stop.is_set() else None)
             wall_s = step.time_s()
             progress.message(f"stopped: {reason}; writing the final checkpoint")
-            final = checkpoints.save_final(step.algo, log.history[-1])
+            final = checkpoints.save_final(step.algo, log.history[-1], step.state())
             plot_learning_curve(log.history, run_dir / "learning_curve.png", title)
     finally:
         log.close()

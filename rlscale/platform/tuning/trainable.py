@@ -21,11 +21,12 @@ from ray import tune
 
 from rlscale.platform.experiment import PreparedExperiment, prepare
 from rlscale.platform.iteration import IterationStep, diverged_error
-from rlscale.platform.outputs import CheckpointWriter
+from rlscale.platform.outputs import CheckpointWriter, read_checkpoint
 from rlscale.platform.spec import ExperimentSpec
 from rlscale.platform.tuning.sweep import apply_dotted
 
 TRIAL_STATE = "trial_state.json"
+"""Where earlier versions kept a trial's step state; the checkpoint's marker holds it now."""
 STOP_REASON_KEY = "stop_reason"
 NODE_KEY = "node_id"
 ENV_RUNNER_NODES_KEY = "env_runner_nodes"
@@ -76,17 +77,20 @@ class RlscaleTrainable(tune.Trainable):
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         destination = Path(checkpoint_dir)
+        step = self.iteration_step
         CheckpointWriter(destination.parent, self.spec).save(
-            self.iteration_step.algo, destination, self.iteration_step.previous
+            step.algo, destination, step.previous, step.state()
         )
-        state = json.dumps(self.iteration_step.state(), allow_nan=True)
-        (destination / TRIAL_STATE).write_text(state)
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
         self.iteration_step.algo.restore_from_path(str(Path(checkpoint_dir).resolve()))
+        state = read_checkpoint(checkpoint_dir).step_state
+        # Trials of earlier versions saved it in a file of its own beside the marker.
         state_file = Path(checkpoint_dir) / TRIAL_STATE
-        if state_file.is_file():
-            self.iteration_step.load_state(json.loads(state_file.read_text()))
+        if state is None and state_file.is_file():
+            state = json.loads(state_file.read_text())
+        if state is not None:
+            self.iteration_step.load_state(state)
 
     def cleanup(self) -> None:
         self.iteration_step.stop()
