@@ -283,6 +283,8 @@ def test_bc_on_expert_cartpole_reaches_475_and_evaluates(ray_local, root, tmp_pa
     result = _train(tmp_path, "bc", "CartPole-v1", "cart/expert-v0", iterations=5)
     final = _last_evaluation(result)
     assert final.return_mean >= 475
+    # Evaluated after the first iteration too, not only at RLlib's interval (every 5th).
+    assert result.history[0].has_return
     assert final.normalized_return == pytest.approx(
         100 * (final.return_mean - 20.95) / (500 - 20.95), rel=0.05
     )

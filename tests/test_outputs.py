@@ -449,3 +449,24 @@ def ray_is_running() -> bool:
     import ray
 
     return ray.is_initialized()
+
+
+def test_the_first_offline_evaluation_leaves_trainings_random_streams_as_they_were():
+    import random
+
+    import numpy as np
+    import torch
+
+    class _EvaluatingAlgorithm:
+        def evaluate(self):
+            random.random(), np.random.rand(), torch.rand(3)  # as a policy's sampling would
+            return {"env_runners": {}}
+
+    step = IterationStep.__new__(IterationStep)
+    step.algo = _EvaluatingAlgorithm()
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    expected = random.random(), np.random.rand(), torch.rand(3)
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    assert step._first_evaluation() == {"env_runners": {}}
+    drawn = random.random(), np.random.rand(), torch.rand(3)
+    assert drawn[:2] == expected[:2] and torch.equal(drawn[2], expected[2])

@@ -15,15 +15,19 @@ Offline algorithms never sample online: their returns are those of the latest ev
 from __future__ import annotations
 
 import math
+import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import torch
 from ray.rllib.core import ALL_MODULES
 from ray.rllib.utils.metrics import (
     DATASET_NUM_ITERS_TRAINED,
     DATASET_NUM_ITERS_TRAINED_LIFETIME,
+    EVALUATION_RESULTS,
     LEARNER_RESULTS,
 )
 
@@ -74,7 +78,9 @@ class IterationStep:
     def __call__(self, iteration: int | None = None) -> IterationOutcome:
         """Train one iteration; ``iteration`` numbers the row instead of RLlib's own counter."""
         raw = self.algo.train()
-        self.window.add_from(raw.get("evaluation", {}) if self.offline else raw)
+        if self.offline:
+            self._evaluate_from_the_first_iteration(raw)
+        self.window.add_from(raw.get(EVALUATION_RESULTS, {}) if self.offline else raw)
         metrics = IterationMetrics.from_result(raw, self.window, self.time_s(), self.previous)
         if iteration is not None:
             metrics = replace(metrics, iteration=iteration)
@@ -87,6 +93,34 @@ class IterationStep:
             stop_reason=first_stop_reason(self.prepared.spec.stop, metrics),
             non_finite_losses=non_finite_losses(raw),
         )
+
+    def _evaluate_from_the_first_iteration(self, raw: dict[str, Any]) -> None:
+        """Add an evaluation after iteration 1, so that an offline run's progress line, plot
+        and metrics show a return from the start: RLlib evaluates only at iterations N, 2N, ...
+        (``evaluation_interval``)."""
+        iteration = raw["training_iteration"]
+        interval = self.algo.config.evaluation_interval or 0
+        if interval and iteration % interval == 0:
+            return  # RLlib's own evaluation
+        if iteration == 1:
+            raw[EVALUATION_RESULTS] = self._first_evaluation()
+        elif iteration == 2:
+            # RLlib reduces the first evaluation's metrics into its next result: they were
+            # reported at iteration 1 already.
+            raw.pop(EVALUATION_RESULTS, None)
+
+    def _first_evaluation(self) -> dict[str, Any]:
+        """``algo.evaluate()``, with the random streams that training draws from put back
+        afterwards, so a seeded run trains exactly as it would without this evaluation (later
+        evaluations start from the same states either way: RLlib reseeds the evaluation env
+        whenever it samples whole episodes)."""
+        streams = random.getstate(), np.random.get_state(), torch.get_rng_state()
+        try:
+            return self.algo.evaluate()
+        finally:
+            random.setstate(streams[0])
+            np.random.set_state(streams[1])
+            torch.set_rng_state(streams[2])
 
     def time_s(self) -> float:
         """Seconds of training so far, including time before a restore."""
