@@ -170,6 +170,13 @@ def _report_training(result) -> None:
             f"mean return over the last 100 episodes: {mean}",
             highlight=False,
         )
+    if result.env_runner_restarts:
+        err.print(
+            f"EnvRunner restarts: {result.env_runner_restarts} (failed workers replaced by RLlib; "
+            f"see {result.ray_log})",
+            highlight=False,
+            markup=False,
+        )
     err.print(f"run folder:      {result.run_dir}", highlight=False)
     err.print(f"learning curve:  {result.learning_curve}", highlight=False)
     err.print("final checkpoint:", highlight=False)

@@ -43,6 +43,10 @@ class CheckpointError(RlscaleError):
     """A checkpoint is missing, incomplete or unreadable."""
 
 
+class EnvRunnersLostError(RlscaleError):
+    """Every EnvRunner of an online run failed and none could be restarted."""
+
+
 class TrainingDivergedError(RlscaleError):
     """A learner's loss became NaN or infinite: training stopped before saving that policy."""
 

@@ -176,6 +176,11 @@ def test_only_non_finite_losses_count_as_divergence():
         "default_policy/td_loss": float("inf"),
     }
     assert non_finite_losses({"learners": {"default_policy": {"total_loss": 1.0}}}) == {}
+    # An iteration that updated nothing (its EnvRunners died) reports NaN for the losses of no
+    # batch: not divergence.
+    for trained in (0, float("nan")):
+        result["learners"]["__all_modules__"]["num_env_steps_trained"] = trained
+        assert non_finite_losses(result) == {}
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
 import signal
 import subprocess
@@ -237,6 +238,80 @@ def test_a_killed_run_resumes_from_its_latest_checkpoint_without_repeating_an_it
     marker = json.loads((run_dir / "checkpoint_final" / CHECKPOINT_MARKER).read_text())
     assert marker["metrics"]["iteration"] == 8
     assert len(marker["step_state"]["returns"]) > 0
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` (Ray's workers are children of the raylet it started)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def _env_runner_processes(pid: int) -> list[int]:
+    runners = []
+    for child in _descendants(pid):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if command.startswith("ray::") and "EnvRunner" in command:
+            runners.append(child)
+    return runners
+
+
+def test_a_run_whose_env_runners_all_die_stops_with_a_checkpoint_and_resumes(tmp_path):
+    run_dir = tmp_path / "lost"
+    command = [
+        str(Path(sys.executable).with_name("rlscale")),
+        *("train", "ppo", "--env", "CartPole-v1", "--stop-iters", "6", "--seed", "0"),
+        *("--output", str(tmp_path), "--name", "lost"),
+        *("--set", "resources.num_env_runners=1"),
+    ]
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        metrics = run_dir / "metrics.csv"
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 3:  # 2 iterations
+            break
+        time.sleep(0.2)
+    runners = _env_runner_processes(process.pid)
+    assert runners, "no EnvRunner process found under the run"
+    for runner in runners:
+        os.kill(runner, signal.SIGKILL)
+    _, stderr = process.communicate(timeout=300)
+
+    # Ray cannot restart it (its constructor arguments were in the object store): the run says
+    # so in its own words, saves the policy, and stops instead of counting empty iterations.
+    assert process.returncode == 1, stderr
+    assert "EnvRunner(s) failed in iteration" in stderr
+    assert "every EnvRunner failed and Ray could not restart them" in stderr
+    assert "Traceback" not in stderr
+    # RLlib's own ERROR lines about it (one a stray "NoneType: None") go to ray.log alone.
+    assert "actor_manager" not in stderr and "NoneType: None" not in stderr, stderr
+    assert "actor_manager" in (run_dir / "ray.log").read_text()
+    stopped_at = read_metrics(run_dir / "metrics.csv")[-1]
+    assert stopped_at.iteration < 6
+
+    resumed = run_cli("train", "--resume", str(run_dir))
+
+    assert resumed.returncode == 0, resumed.stderr
+    rows = read_metrics(run_dir / "metrics.csv")
+    assert [row.iteration for row in rows] == list(range(1, 7))
+    assert rows[-1].env_steps > stopped_at.env_steps + 2000  # the resumed run samples again
 
 
 def test_evaluate_records_mujoco_video(ray_local, tmp_path):

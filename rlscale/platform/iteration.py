@@ -29,6 +29,7 @@ from ray.rllib.utils.metrics import (
     DATASET_NUM_ITERS_TRAINED_LIFETIME,
     EVALUATION_RESULTS,
     LEARNER_RESULTS,
+    NUM_ENV_STEPS_TRAINED,
 )
 
 from rlscale.errors import SpecError, TrainingDivergedError
@@ -162,9 +163,18 @@ def first_stop_reason(stop: StopRules, metrics: IterationMetrics) -> str | None:
 
 
 def non_finite_losses(result: dict[str, Any]) -> dict[str, float]:
-    """Every loss (a learner metric whose name ends in ``loss``) that is NaN or infinite."""
+    """Every loss (a learner metric whose name ends in ``loss``) that is NaN or infinite, in an
+    iteration that updated the learner.
+
+    An iteration without an update (its EnvRunners failed and sampled nothing, say) reports
+    the losses of no batch, which RLlib's metrics give as NaN: that is no sign of divergence.
+    """
+    learners = result.get(LEARNER_RESULTS, {})
+    trained = learners.get(ALL_MODULES, {}).get(NUM_ENV_STEPS_TRAINED)
+    if trained is not None and (not _finite(trained) or trained == 0):
+        return {}
     found = {}
-    for module_id, values in result.get(LEARNER_RESULTS, {}).items():
+    for module_id, values in learners.items():
         if not isinstance(values, dict):
             continue
         for key, value in values.items():

@@ -15,6 +15,9 @@ gputil ...", Ray Data's execution plan and progress). They reach the console by 
   ``...Error:`` line is also shown on the console.
 * Ray Data's own progress bars, which would draw over rlscale's progress bar: turned off.
 
+RLlib's ERROR lines about an EnvRunner that died and was restarted go to the file alone: the
+runner says so in one line of its own and counts the restarts in the run's summary.
+
 With ``console=True`` (``--verbose``) nothing is taken off the console; the file gets a copy.
 Everything is put back when the block ends, so the Ray of a test session or a notebook keeps
 its usual output afterwards.
@@ -136,6 +139,8 @@ class RayOutput:
             for handler in consoles:
                 self._undo.append(partial(handler.setLevel, handler.level))
                 handler.setLevel(max(handler.level, logging.ERROR))
+                handler.addFilter(_hide_env_runner_failures)
+                self._undo.append(partial(handler.removeFilter, _hide_env_runner_failures))
 
     def _redirect_warnings(self) -> None:
         import ray
@@ -211,6 +216,14 @@ def _is_console_handler(handler: logging.Handler) -> bool:
     )
 
 
+ENV_RUNNER_FAILURE_LOGGERS = ("ray.rllib.utils.actor_manager", "ray.rllib.env.env_runner_group")
+"""Where RLlib logs an EnvRunner that died and its restart (several ERROR lines, one of them a
+stray ``NoneType: None``): the file keeps them; the runner reports each restart in one line."""
+
+
+def _hide_env_runner_failures(record: logging.LogRecord) -> bool:
+    return not record.name.startswith(ENV_RUNNER_FAILURE_LOGGERS)
+
+
 def _has_error(lines: list[str]) -> bool:
     return any(_ERROR_LINE.search(line) for line in lines)
-

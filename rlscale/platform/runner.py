@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from rlscale.errors import CheckpointError, OutputError, RlscaleError
+from rlscale.errors import CheckpointError, EnvRunnersLostError, OutputError, RlscaleError
 from rlscale.platform.experiment import PreparedExperiment, place_on_cluster, prepare
 from rlscale.platform.iteration import IterationStep, diverged_error, first_stop_reason
 from rlscale.platform.outputs import (
@@ -54,6 +54,8 @@ class TrainResult:
     """Starting or connecting to Ray; not part of ``wall_s``."""
     wall_s: float = 0.0
     """From building the algorithm to the end of the last iteration."""
+    env_runner_restarts: int = 0
+    """EnvRunners that failed during the run and were restarted by RLlib."""
 
     @property
     def final(self) -> IterationMetrics | None:
@@ -205,6 +207,7 @@ def _run(
     checkpoints = CheckpointWriter(run_dir, spec)
     title = f"{spec.algorithm} on {spec.env} (seed {spec.seed})"
     reason = None
+    runners = EnvRunnerWatch(step.algo, run_dir / RAY_LOG)
     try:
         with (
             TrainingProgress(spec.stop, title, console) as progress,
@@ -215,11 +218,15 @@ def _run(
                 metrics = outcome.metrics
                 log.record(metrics, outcome.result)
                 progress.update(metrics)
+                for message in runners.after_iteration(metrics.iteration):
+                    progress.message(message)
                 if outcome.non_finite_losses:
                     raise diverged_error(outcome, checkpoints.latest())
                 if checkpoints.maybe_save(step.algo, metrics, step.state()):
                     plot_learning_curve(log.history, run_dir / "learning_curve.png", title)
                 reason = outcome.stop_reason or (INTERRUPTED if stop.is_set() else None)
+                if runners.none_left and reason is None:
+                    reason = NO_ENV_RUNNERS_LEFT
             wall_s = step.time_s()
             progress.message(f"stopped: {reason}; writing the final checkpoint")
             final = checkpoints.save_final(step.algo, log.history[-1], step.state())
@@ -227,6 +234,13 @@ def _run(
     finally:
         log.close()
         step.stop()
+    if reason == NO_ENV_RUNNERS_LEFT:
+        raise EnvRunnersLostError(
+            f"training stopped after iteration {log.history[-1].iteration}: every EnvRunner "
+            "failed and Ray could not restart them, so no iteration could sample. The policy "
+            f"so far is saved in {final}. Continue with `rlscale train --resume {run_dir}` "
+            f"(fresh EnvRunners); Ray's messages are in {run_dir / RAY_LOG}."
+        )
     return TrainResult(
         run_dir=run_dir,
         checkpoint=final,
@@ -234,7 +248,57 @@ def _run(
         stop_reason=reason,
         history=log.history,
         wall_s=wall_s,
+        env_runner_restarts=runners.restarted,
     )
+
+
+NO_ENV_RUNNERS_LEFT = "every EnvRunner failed"
+
+
+class EnvRunnerWatch:
+    """Turns RLlib's handling of failed EnvRunners into one line each for the user.
+
+    RLlib takes a remote EnvRunner that died out of service (logging several ERROR lines,
+    which go to ray.log) and asks Ray to restart it; training goes on with the healthy ones.
+    Ray cannot always restart it (an actor whose constructor arguments sat in the object store,
+    Ray issue 53727): with none left an online run samples nothing, and its iterations would
+    pass without training, so the run stops (``none_left``) and can be resumed.
+    """
+
+    def __init__(self, algo, ray_log: Path):
+        group = getattr(algo, "env_runner_group", None)
+        online = getattr(algo.config, "is_online", True)
+        self._group = group if online and group and group.num_remote_workers() else None
+        self._ray_log = ray_log
+        self._healthy = self._group.num_healthy_remote_workers() if self._group else 0
+        self._restarts = self._group.num_remote_worker_restarts() if self._group else 0
+        self.restarted = 0
+        """EnvRunners RLlib restarted during the run."""
+
+    @property
+    def none_left(self) -> bool:
+        return self._group is not None and self._healthy == 0
+
+    def after_iteration(self, iteration: int) -> list[str]:
+        if self._group is None:
+            return []
+        healthy = self._group.num_healthy_remote_workers()
+        restarts = self._group.num_remote_worker_restarts()
+        messages = []
+        if restarts > self._restarts:
+            self.restarted += restarts - self._restarts
+            messages.append(
+                f"{restarts - self._restarts} failed EnvRunner(s) restarted by iteration "
+                f"{iteration}; training goes on (Ray's messages: {self._ray_log})"
+            )
+        elif healthy < self._healthy:
+            messages.append(
+                f"{self._healthy - healthy} EnvRunner(s) failed in iteration {iteration}; "
+                f"{healthy} of {self._group.num_remote_workers()} left (Ray's messages: "
+                f"{self._ray_log})"
+            )
+        self._healthy, self._restarts = healthy, restarts
+        return messages
 
 
 @contextmanager
