@@ -7,6 +7,7 @@ one JSON object as the last line of ``evaluate --json``); progress and messages 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -112,6 +113,13 @@ def train(
             "rules or to the --stop-* given here."
         ),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="If --name's folder holds a run, move it aside (to NAME.replaced-TIME) first.",
+        ),
+    ] = False,
 ) -> None:
     """Train until a stop rule holds; print the final checkpoint's path last."""
     from rlscale.algorithms.registry import get_algorithm
@@ -121,8 +129,9 @@ def train(
     if resume is not None:
         _refuse_with_resume(
             algorithm=algo, env=env, config=config, name=name, output=output, seed=seed,
-            dataset=dataset, expert=expert, set=set_,
+            dataset=dataset, expert=expert, set=set_, overwrite=overwrite,
         )  # fmt: skip
+        _check_address(address)
         from rlscale.platform.runner import resume as resume_training
 
         result = resume_training(
@@ -142,10 +151,28 @@ def train(
     )
     spec = load_spec(config, deep_merge(parse_assignments(set_ or []), overrides))
     get_algorithm(spec.algorithm)  # an unknown name fails here, before RLlib is imported
+    _check_address(address)
     from rlscale.platform.runner import train as run_training
 
-    result = run_training(spec, address=address, console=err, dashboard=dashboard, verbose=verbose)
+    result = run_training(
+        spec,
+        address=address,
+        console=err,
+        dashboard=dashboard,
+        verbose=verbose,
+        overwrite=overwrite,
+    )
     _report_training(result)
+
+
+def _check_address(address: str | None) -> None:
+    """A malformed or unreachable cluster address fails here, before a run, sweep or dataset
+    folder is made or anything is written (``ray_session`` would find it only later)."""
+    from rlscale.platform.runtime import parse_address, probe_address
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address and address != "auto":
+        probe_address(*parse_address(address))
 
 
 def _refuse_with_resume(**given: Any) -> None:
@@ -202,6 +229,7 @@ def evaluate(
     """Restore a checkpoint and report the mean and spread of greedy returns."""
     from rlscale.platform.evaluation import evaluate as run_evaluation
 
+    _check_address(address)
     result = run_evaluation(
         checkpoint,
         episodes=episodes,
@@ -299,6 +327,7 @@ def tune(
     from rlscale.platform.tuning.progress import short_value
     from rlscale.platform.tuning.run import tune as run_sweep
 
+    _check_address(address)
     result = run_sweep(file, name=name, output=output, resume=resume, address=address, console=err)
     table = _table("rank", "trial", "status", result.metric, "iter", "env steps", "params")
     for rank, trial in enumerate(result.trials, start=1):
@@ -403,6 +432,7 @@ def datasets_collect(
     """Roll a policy out on Ray actors and write one Minari dataset (atomically)."""
     from rlscale.platform.datasets_api import collect_dataset
 
+    _check_address(address)
     result = collect_dataset(
         env=env,
         policy=policy,
@@ -492,12 +522,19 @@ def datasets_validate(
     if report.ok:
         print(f"ok: {report.episodes} episodes, {report.steps:,} steps, no problems found")
         return
+    against = f", checked against {env}" if env else ""
     err.print(
-        f"{len(report.problems)} problem(s) in {dataset} ({report.episodes} episodes):",
+        f"{len(report.problems)} problem(s) in {dataset} ({report.episodes} episodes{against}):",
         highlight=False,
+        markup=False,
     )
     for problem in report.problems:
         err.print(f"  - {problem}", highlight=False, markup=False)
+    fix = "Collect the dataset again with `rlscale datasets collect`, or fix its source"
+    if env:
+        fix += "; or validate it against the env it was collected on (`rlscale datasets info`)"
+    fix += "."
+    err.print(fix, highlight=False, markup=False)
     raise typer.Exit(1)
 
 

@@ -28,6 +28,7 @@ from rlscale.platform.outputs import (
     create_run_dir,
     flatten_numbers,
     latest_checkpoint,
+    move_earlier_run_aside,
     read_checkpoint,
     read_metrics,
     restore_or_explain,
@@ -135,9 +136,23 @@ def _spec(tmp_path, name=None) -> ExperimentSpec:
 def test_a_named_run_never_writes_over_an_earlier_run(tmp_path):
     run_dir = create_run_dir(_spec(tmp_path, name="x"))
     (run_dir / "metrics.csv").write_text("first run's metrics")
-    with pytest.raises(OutputError, match=r"already holds a run \(spec.yaml, metrics.csv\)"):
+    with pytest.raises(
+        OutputError,
+        match=r"already holds a run \(spec.yaml, metrics.csv\).*--resume .*x.*--overwrite",
+    ):
         create_run_dir(_spec(tmp_path, name="x"))
     assert (run_dir / "metrics.csv").read_text() == "first run's metrics"
+
+
+def test_overwrite_moves_the_earlier_run_aside_whole_before_the_new_one_starts(tmp_path):
+    assert move_earlier_run_aside(_spec(tmp_path, name="x")) is None  # nothing there yet
+    run_dir = create_run_dir(_spec(tmp_path, name="x"))
+    (run_dir / "metrics.csv").write_text("first run's metrics")
+    aside = move_earlier_run_aside(_spec(tmp_path, name="x"))
+    assert aside.name.startswith("x.replaced-") and aside.parent == tmp_path
+    assert (aside / "metrics.csv").read_text() == "first run's metrics"
+    assert create_run_dir(_spec(tmp_path, name="x")) == run_dir
+    assert not (run_dir / "metrics.csv").exists()
 
 
 def test_a_generated_run_name_that_is_taken_gets_a_suffix(tmp_path, monkeypatch):
@@ -255,6 +270,8 @@ class FakeAlgorithm:
     def __init__(self, results: list[dict]):
         self._results = iter(results)
         self.stopped = False
+        # Its results say when it evaluated, as if RLlib's interval were every iteration.
+        self.config = SimpleNamespace(evaluation_interval=1)
 
     def train(self) -> dict:
         return next(self._results)

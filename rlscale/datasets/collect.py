@@ -25,6 +25,7 @@ from rlscale.datasets.store import (
     DatasetWrite,
     EpisodeArrays,
     check_dataset_id,
+    check_writable_root,
     datasets_root,
     write_dataset,
 )
@@ -219,15 +220,26 @@ def _metadata(request: CollectionRequest, mean_return: float, random_return: flo
 
 
 def _check_request(request: CollectionRequest) -> None:
-    check_dataset_id(request.dataset_id)
-    if request.episodes < 1:
-        raise DatasetError(f"--episodes must be at least 1, got {request.episodes}.")
-    if request.workers < 1:
-        raise DatasetError(f"--workers must be at least 1, got {request.workers}.")
-    if not 0.0 <= request.noise <= 1.0:
-        raise DatasetError(f"--noise must be between 0 and 1, got {request.noise}.")
-    if (datasets_root(request.root) / request.dataset_id).exists():
+    check_collection(
+        request.dataset_id, request.episodes, request.workers, request.noise, request.root
+    )
+
+
+def check_collection(
+    dataset_id: str, episodes: int, workers: int, noise: float, root: str | Path | None
+) -> None:
+    """The request's numbers, its id, and a writable root where no dataset of that id exists:
+    checked before any actor starts (and again by :func:`collect`)."""
+    check_dataset_id(dataset_id)
+    if episodes < 1:
+        raise DatasetError(f"--episodes must be at least 1, got {episodes}.")
+    if workers < 1:
+        raise DatasetError(f"--workers must be at least 1, got {workers}.")
+    if not 0.0 <= noise <= 1.0:
+        raise DatasetError(f"--noise must be between 0 and 1, got {noise}.")
+    check_writable_root(root)
+    if (datasets_root(root) / dataset_id).exists():
         raise DatasetError(
-            f"a dataset {request.dataset_id} already exists under "
-            f"{datasets_root(request.root)}. Choose another name or version."
+            f"a dataset {dataset_id} already exists under "
+            f"{datasets_root(root)}. Choose another name or version."
         )

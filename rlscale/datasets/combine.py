@@ -16,6 +16,9 @@ from rlscale.datasets.store import (
     RLSCALE_KEY,
     DatasetWrite,
     EpisodeArrays,
+    check_dataset_id,
+    check_writable_root,
+    datasets_root,
     open_dataset,
     read_metadata,
     write_dataset,
@@ -27,7 +30,19 @@ from rlscale.errors import DatasetError
 def combine(sources: list[str], dataset_id: str, root: str | Path | None = None) -> DatasetWrite:
     """Write ``dataset_id`` holding every episode of ``sources``, in order."""
     if len(sources) < 2:
-        raise DatasetError("combining needs at least two source datasets.")
+        raise DatasetError(
+            f"combining needs at least two source datasets, got {len(sources)} "
+            f"({', '.join(sources)}); name two or more, e.g. `rlscale datasets combine "
+            "cartpole/expert-v0 cartpole/random-v0 --name cartpole/mixed-v0`."
+        )
+    # The target's id and the root first: cheap, and nothing is opened for a doomed write.
+    check_dataset_id(dataset_id)
+    check_writable_root(root)
+    if (datasets_root(root) / dataset_id).exists():
+        raise DatasetError(
+            f"a dataset {dataset_id} already exists under {datasets_root(root)}. Choose another "
+            "name or version for the combination."
+        )
     datasets = [open_dataset(source, root) for source in sources]
     first = datasets[0]
     for source, dataset in zip(sources[1:], datasets[1:], strict=True):
@@ -38,7 +53,11 @@ def combine(sources: list[str], dataset_id: str, root: str | Path | None = None)
             first.action_space,
         )
         if problems:
-            raise DatasetError(f"cannot combine {source} with {sources[0]}: " + "; ".join(problems))
+            raise DatasetError(
+                f"cannot combine {source} with {sources[0]}: "
+                + "; ".join(problems).replace("the environment's", f"{sources[0]}'s")
+                + ". Only datasets of one environment (the same spaces) can be combined."
+            )
     metadatas = [read_metadata(Path(d.storage.data_path)) for d in datasets]
     return write_dataset(
         dataset_id,

@@ -43,6 +43,20 @@ def datasets_root(root: str | Path | None = None) -> Path:
     return Path(env).expanduser() if env else Path.home() / ".minari" / "datasets"
 
 
+def check_writable_root(root: str | Path | None = None) -> None:
+    """The datasets root is a folder, or can be made as one (nothing is made here)."""
+    base = datasets_root(root)
+    existing = base
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        what = "a file" if existing.exists() and not existing.is_dir() else "not writable"
+        raise DatasetError(
+            f"cannot write datasets under {base}: {existing} is {what}. Pass a writable "
+            "folder with --root (or set MINARI_DATASETS_PATH)."
+        )
+
+
 def check_dataset_id(dataset_id: str) -> None:
     if not DATASET_ID.match(dataset_id):
         raise DatasetError(

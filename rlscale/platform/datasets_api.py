@@ -19,7 +19,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rlscale.datasets.collect import CollectionRequest, CollectionResult, collect
+from rlscale.datasets.collect import (
+    CollectionRequest,
+    CollectionResult,
+    check_collection,
+    collect,
+)
 from rlscale.datasets.combine import combine
 from rlscale.datasets.store import (
     DatasetSummary,
@@ -72,9 +77,13 @@ def collect_dataset(
     metadata). Episodes roll out on ``workers`` Ray actors of the cluster at ``address`` (default
     ``RAY_ADDRESS``, else an embedded local Ray); the dataset appears whole or not at all.
     """
+    check_collection(dataset_id, episodes, workers, noise, root)  # before any env or actor
     env_info = resolve_env(env, env_config or {})
     if env_info.is_multi_agent:
-        raise DatasetError(f"{env} is multi-agent; collection supports single-agent envs only.")
+        raise DatasetError(
+            f"{env} is multi-agent; collection supports single-agent envs only. Pick one from "
+            "`rlscale envs --family gymnasium`."
+        )
     if isinstance(policy, str):
         # Reading a checkpoint loads RLlib (seconds): list, info and validate never pay for it.
         from rlscale.platform.experts import resolve_policy

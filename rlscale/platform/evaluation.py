@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from rlscale.envs import RECORD_VIDEO_KEY, make_env
-from rlscale.errors import CheckpointError, OutputError
+from rlscale.errors import CheckpointError, OutputError, SpecError
 from rlscale.platform.experiment import PreparedExperiment, prepare
 from rlscale.platform.outputs import PERIODIC_CHECKPOINTS, read_checkpoint, restore_or_explain
 from rlscale.platform.ray_output import RAY_LOG, RayOutput
 from rlscale.platform.runtime import ray_session
+from rlscale.platform.spec import MAX_SEED
 
 SOFTWARE_GL = "osmesa"
 """MuJoCo's CPU renderer; needs Debian's libosmesa6 (see the README)."""
@@ -83,6 +84,7 @@ def evaluate(
     spec.resources.num_learners = 0
     spec.resources.gpus_per_learner = 0
     if seed is not None:
+        _check_seed(seed)
         spec.seed = seed
     video_path = _prepare_video_dir(video_dir) if video_dir is not None else None
     if video_path is not None:
@@ -90,6 +92,9 @@ def evaluate(
     # Offline algorithms are rebuilt without their dataset: evaluation needs only the env.
     prepared = prepare(spec, attach_dataset=False)
     info.check_algorithm_class(prepared.config.algo_class)
+    check_saved_state(info.path)
+    if video_path is not None:  # made only once the checkpoint and its spec are known good
+        _make_video_dir(video_path)
     title = f"rlscale evaluate {info.path}"
     with (
         RayOutput(evaluation_log(info.path), console=verbose, title=title) as ray_output,
@@ -112,6 +117,28 @@ def evaluate(
         videos=sorted(video_path.glob("*.mp4")) if video_path else [],
         policy_text=policy_text,
     )
+
+
+SAVED_STATE = ("algorithm_state.pkl", "learner_group")
+"""What every algorithm's checkpoint holds beside an EnvRunner's state (see below)."""
+ENV_RUNNER_STATES = ("env_runner", "eval_env_runner", "env_to_module_connector")
+"""An online run saves its local EnvRunner (or, without one, its connectors), an offline one
+its evaluation EnvRunner; their connector states (observation filters) are part of the
+policy."""
+
+
+def check_saved_state(checkpoint: Path) -> None:
+    """Refuse, before Ray starts, a checkpoint missing the state RLlib restores from: RLlib
+    would skip a missing EnvRunner folder silently and act without its observation filters."""
+    missing = [name for name in SAVED_STATE if not (checkpoint / name).exists()]
+    if not any((checkpoint / name).is_dir() for name in ENV_RUNNER_STATES):
+        missing.append(f"EnvRunner state ({', '.join(ENV_RUNNER_STATES)})")
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {checkpoint} is incomplete: it has no {', '.join(missing)}. Use another "
+            "of the run's checkpoints (checkpoints/iter_*) or the folder `rlscale train` wrote, "
+            "unedited."
+        )
 
 
 def evaluation_log(checkpoint: Path) -> Path | None:
@@ -141,16 +168,26 @@ def _describe_policy(prepared: PreparedExperiment, algo) -> str | None:
         env.close()
 
 
+def _check_seed(seed: int) -> None:
+    if not 0 <= seed <= MAX_SEED:
+        raise SpecError(f"--seed must be between 0 and {MAX_SEED}, got {seed}.")
+
+
 def _prepare_video_dir(video_dir: str | Path) -> Path:
+    """The video folder's path; it is made by :func:`_make_video_dir` after the checks."""
     path = Path(video_dir).expanduser().resolve()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(
-            f"cannot create the video folder {path}: {exc.strerror or exc}."
-        ) from None
     # MuJoCo picks its GL backend at import; without a display, render in software.
     if not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", SOFTWARE_GL)
         os.environ.setdefault("PYOPENGL_PLATFORM", SOFTWARE_GL)
     return path
+
+
+def _make_video_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot create the video folder {path}: {exc.strerror or exc}. Pass a writable "
+            "folder to --video."
+        ) from None

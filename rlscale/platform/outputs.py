@@ -17,13 +17,20 @@ import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, fields
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rlscale import __version__
-from rlscale.errors import CheckpointError, OutputError
+from rlscale.errors import (
+    CheckpointError,
+    OutputError,
+    SpecError,
+    UnknownAlgorithmError,
+    UnknownEnvironmentError,
+)
 from rlscale.platform.episode_stats import EpisodeWindow
 from rlscale.platform.spec import ExperimentSpec, spec_from_dict
 from rlscale.policies.checkpoint import DAMAGED_STATE_ERRORS
@@ -112,8 +119,9 @@ def create_run_dir(spec: ExperimentSpec) -> Path:
     """Make ``<output>/<name>/`` and prove it is writable, before any training starts.
 
     A run never writes into an earlier run's folder: a ``--name`` whose folder holds a run is
-    refused (nothing of it is touched), and a generated name that is taken (two runs started
-    in the same second) gets a ``-2``, ``-3``, ... suffix.
+    refused (nothing of it is touched; ``--overwrite`` moves it aside first, see
+    :func:`move_earlier_run_aside`), and a generated name that is taken (two runs started in
+    the same second) gets a ``-2``, ``-3``, ... suffix.
     """
     output = Path(spec.output).expanduser()
     run_dir = output / spec.run_name()
@@ -143,9 +151,24 @@ def _refuse_earlier_run(run_dir: Path) -> None:
     if found:
         raise OutputError(
             f"{run_dir} already holds a run ({', '.join(found)}); a new run would overwrite it. "
-            "Choose another --name (`name:` in the spec), leave it out for a fresh timestamped "
-            "folder, or move that folder away first."
+            f"Continue that run with `rlscale train --resume {run_dir}`, choose another --name "
+            "(`name:` in the spec) or leave it out for a fresh timestamped folder, or pass "
+            "--overwrite to move the old run aside first."
         )
+
+
+def move_earlier_run_aside(spec: ExperimentSpec) -> Path | None:
+    """If the folder of ``spec``'s ``name`` holds a run, rename it whole to
+    ``<name>.replaced-<time>`` beside it (nothing of it is deleted) and return where it went."""
+    if not spec.name:
+        return None
+    run_dir = Path(spec.output).expanduser() / spec.run_name()
+    if not _earlier_run_files(run_dir):
+        return None
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    aside = _free_folder(run_dir.with_name(f"{run_dir.name}.replaced-{stamp}"))
+    os.replace(run_dir, aside)
+    return aside
 
 
 def _free_folder(run_dir: Path) -> Path:
@@ -445,18 +468,26 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
             "from an interrupted save. Use the run's checkpoint_final or a checkpoints/iter_* "
             "folder."
         )
+    another = "Use the run's checkpoint_final or another of its checkpoints/iter_* folders."
     try:
         data = json.loads(marker.read_text())
         spec = spec_from_dict(data["spec"], source=str(marker))
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise CheckpointError(
-            f"{marker} is unreadable ({exc}); the checkpoint is damaged."
+            f"{marker} is unreadable ({exc}); the checkpoint is damaged. {another}"
         ) from None
-    if data.get("algorithm", spec.algorithm) != spec.algorithm:
+    except (UnknownAlgorithmError, UnknownEnvironmentError):
+        raise  # a name this installation lacks (a plugin's env, say): not damage
+    except SpecError as exc:
         raise CheckpointError(
-            f"{marker} names algorithm '{data['algorithm']}' but holds the spec of "
-            f"'{spec.algorithm}'; the checkpoint is damaged."
-        )
+            f"the spec in {marker} is not valid ({exc}); the checkpoint is damaged. {another}"
+        ) from None
+    for key, recorded in (("algorithm", spec.algorithm), ("env", spec.env)):
+        if data.get(key, recorded) != recorded:
+            raise CheckpointError(
+                f"{marker} names {key} '{data[key]}' but holds the spec of '{recorded}'; the "
+                f"checkpoint is damaged. {another}"
+            )
     return CheckpointInfo(
         path=path.resolve(),
         spec=spec,

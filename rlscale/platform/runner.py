@@ -33,6 +33,7 @@ from rlscale.platform.outputs import (
     create_run_dir,
     discard_unstarted_run_dir,
     latest_checkpoint,
+    move_earlier_run_aside,
     restore_or_explain,
     write_atomically,
 )
@@ -84,13 +85,20 @@ def train(
     console: Console | None = None,
     dashboard: bool = False,
     verbose: bool = False,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train ``spec`` to its stop rules on an embedded Ray or the cluster at ``address``.
 
     Ray's own log lines, warnings and worker output go to the run folder's ``ray.log``
-    (errors still show); ``verbose`` shows them on the console too.
+    (errors still show); ``verbose`` shows them on the console too. A ``name`` whose folder
+    holds an earlier run is refused, unless ``overwrite`` moves that run aside first.
     """
     prepared = prepare(spec)
+    moved_to = move_earlier_run_aside(prepared.spec) if overwrite else None
+    if moved_to is not None:
+        (console or Console(stderr=True)).print(
+            f"--overwrite: moved the earlier run to {moved_to}", highlight=False, markup=False
+        )
     run_dir = create_run_dir(prepared.spec)
     title = f"rlscale train {prepared.spec.algorithm} --env {prepared.spec.env}"
     try:

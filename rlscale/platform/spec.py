@@ -26,6 +26,7 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -34,6 +35,16 @@ from rlscale.errors import SpecError, did_you_mean
 
 DEFAULT_STOP_ITERATIONS = 100
 """Used when a spec gives no stop rule at all, so that a bare `rlscale train` ends."""
+MAX_SEED = 2**32 - 1
+"""The largest seed NumPy's generators take (RLlib seeds them from the spec's seed)."""
+MULTI_AGENT_PREFIX = "pettingzoo:"
+"""Multi-agent environments are named ``pettingzoo:...`` (see rlscale.envs.pettingzoo)."""
+REQUIRED_HINTS = {
+    "algorithm": "give one: `rlscale train ALGO` or `algorithm:` in a spec (`rlscale algos` "
+    "lists them)",
+    "env": "give one: --env NAME or `env:` in a spec (`rlscale envs` lists them)",
+}
+"""How to give a required spec key that is missing."""
 
 
 class StrictModel(BaseModel):
@@ -117,24 +128,36 @@ class ExperimentSpec(StrictModel):
     )
     multi_agent: MultiAgent = Field(default_factory=MultiAgent)
     checkpoint: CheckpointSchedule = Field(default_factory=CheckpointSchedule)
-    seed: int | None = Field(None, description="None picks one and records it in the run")
+    seed: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_SEED,
+        description="None picks one and records it in the run; NumPy takes 0 to 2**32 - 1",
+    )
     output: Path = Field(Path("runs"), description="root under which the run's folder is made")
     name: str | None = Field(None, description="run folder name; default <algo>-<env>-<time>")
 
     @field_validator("name")
     @classmethod
     def _name_stays_under_output(cls, name: str | None) -> str | None:
-        """A run's folder is made under ``output``: a name may hold sub-folders
-        (``sweep1/run3``) but not climb out of it or start anew from the root."""
-        if name is None:
-            return None
-        parts = Path(name).parts
-        if not name.strip() or Path(name).is_absolute() or ".." in parts:
-            raise ValueError(
-                f"the run name {name!r} must be a folder name under the output folder (no "
-                "'..', not absolute); choose where runs go with --output (`output:` in a spec)"
-            )
+        problem = None if name is None else folder_name_problem(name, "run")
+        if problem:
+            raise ValueError(problem)
         return name
+
+    @field_validator("multi_agent")
+    @classmethod
+    def _multi_agent_needs_agents(cls, multi_agent: MultiAgent, info: ValidationInfo) -> MultiAgent:
+        """``policies: per_agent`` on a single-agent env would be silently ignored."""
+        env = info.data.get("env")
+        default = MultiAgent.model_fields["policies"].default
+        if env and multi_agent.policies != default and not env.startswith(MULTI_AGENT_PREFIX):
+            raise ValueError(
+                f"multi_agent.policies={multi_agent.policies} applies to multi-agent "
+                f"environments, and {env} is single-agent. Drop the `multi_agent` setting, "
+                "or train on a multi-agent env (`rlscale envs --family pettingzoo`)"
+            )
+        return multi_agent
 
     def run_name(self) -> str:
         """The run folder's name: ``name`` or ``<algorithm>-<env>-<timestamp>``."""
@@ -147,6 +170,20 @@ class ExperimentSpec(StrictModel):
         # Only algorithms that query an expert have one: other runs' files do not name it.
         exclude = {"expert"} if self.expert is None else None
         return yaml.safe_dump(self.model_dump(mode="json", exclude=exclude), sort_keys=False)
+
+
+def folder_name_problem(name: str, what: str) -> str | None:
+    """Why ``name`` cannot name a run's (or sweep's) folder under the output folder, or None.
+
+    A name may hold sub-folders (``sweep1/run3``) but not climb out of the output folder or
+    start anew from the root."""
+    parts = Path(name).parts
+    if not name.strip() or Path(name).is_absolute() or ".." in parts:
+        return (
+            f"the {what} name {name!r} must be a folder name under the output folder (no "
+            "'..', not absolute); choose where it goes with --output (`output:` in a spec)"
+        )
+    return None
 
 
 SPEC_FIELDS = tuple(ExperimentSpec.model_fields)
@@ -313,7 +350,8 @@ def field_problem(
         hint = did_you_mean(str(location[-1]), valid)
         return f"unknown key '{where}'.{hint} Valid keys here: {', '.join(valid)}."
     if error["type"] == "missing":
-        return f"'{where}' is required."
+        hint = REQUIRED_HINTS.get(where, f"add `{location[-1]}:` to the file")
+        return f"'{where}' is required; {hint}."
     return f"'{where}': {error['msg']} (got {error.get('input')!r})."
 
 

@@ -68,6 +68,18 @@ class PPOConfig(ActorCriticConfig):
     def get_default_learner_class(self) -> type[PPOLearner]:
         return PPOLearner
 
+    def validate(self) -> None:
+        super().validate()
+        for key in ("clip_param", "value_clip_param"):
+            value = getattr(self, key)
+            if value is not None and not (
+                isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+            ):
+                self._value_error(
+                    f"{key} must be > 0 (the ratio is clipped to 1 ± it; 0.2 is the paper's), "
+                    f"got {value!r}"
+                )
+
 
 class PPO(RLlibPPO):
     """RLlib PPO's ``training_step``, with rlscale's config, module and Learner."""

@@ -22,7 +22,7 @@ from rich.console import Console
 from rlscale.errors import OutputError, RlscaleError, SpecError
 from rlscale.platform.outputs import CHECKPOINT_MARKER, write_atomically
 from rlscale.platform.runtime import ray_session, resolve_gpus_per_learner
-from rlscale.platform.spec import ExperimentSpec
+from rlscale.platform.spec import ExperimentSpec, folder_name_problem
 from rlscale.platform.tuning.progress import TrialTable
 from rlscale.platform.tuning.sweep import FifoOptions, Sweep, load_sweep
 
@@ -81,11 +81,15 @@ def tune(
     root = Path(output or sweep.base.get("output") or "runs").expanduser().resolve()
     if resume and not name:
         raise SpecError("--resume needs --name: the name of the experiment to continue.")
+    problem = folder_name_problem(name, "sweep") if name is not None else None
+    if problem:
+        raise SpecError(f"{problem}.")
     experiment_dir = root / (name or default_name(sweep_file))
     if resume:
         sweep = _sweep_to_resume(experiment_dir)
     else:
         _check_new_experiment(experiment_dir)
+        _check_writable(experiment_dir)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_STATE_PERIOD_S)
     # Frequent state saves are intended (see above); Tune would warn about each.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -112,6 +116,19 @@ def _check_new_experiment(experiment_dir: Path) -> None:
         raise OutputError(
             f"{experiment_dir} already holds a sweep. Continue it with --resume --name "
             f"{experiment_dir.name}, or pick another --name."
+        )
+
+
+def _check_writable(experiment_dir: Path) -> None:
+    """The folder can be made and written, checked before Ray starts; nothing is made yet."""
+    existing = experiment_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        what = "is a file" if existing.exists() and not existing.is_dir() else "is not writable"
+        raise OutputError(
+            f"cannot write the sweep's output to {experiment_dir}: {existing} {what}. Choose a "
+            "writable directory with --output."
         )
 
 
@@ -321,14 +338,29 @@ def _write_trials_csv(summary: SweepResult, path: Path) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(
-        ["rank", "trial_id", "status", summary.metric, "iterations", "env_steps", *params,
-         "checkpoint"]
+        [
+            "rank",
+            "trial_id",
+            "status",
+            summary.metric,
+            "iterations",
+            "env_steps",
+            *params,
+            "checkpoint",
+        ]
     )
     for rank, trial in enumerate(summary.trials, start=1):
         writer.writerow(
-            [rank, trial.trial_id, trial.status, "" if trial.metric is None else trial.metric,
-             trial.iterations, trial.env_steps, *(trial.params.get(p, "") for p in params),
-             trial.checkpoint or ""]
+            [
+                rank,
+                trial.trial_id,
+                trial.status,
+                "" if trial.metric is None else trial.metric,
+                trial.iterations,
+                trial.env_steps,
+                *(trial.params.get(p, "") for p in params),
+                trial.checkpoint or "",
+            ]
         )
     write_atomically(path, buffer.getvalue())
 
@@ -358,4 +390,3 @@ def _summary_dict(summary: SweepResult) -> dict[str, Any]:
             for t in summary.trials
         ],
     }
-

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import (
@@ -34,6 +34,9 @@ from rlscale.platform.spec import (
     field_problem,
     read_spec_file,
 )
+
+if TYPE_CHECKING:
+    from rlscale.platform.experiment import PreparedExperiment
 
 TUNE_KEY = SWEEP_KEY
 DEFAULT_ASHA_MAX_T = 100
@@ -60,6 +63,10 @@ NOT_TUNABLE = ("name", "output", "resources")
 placement group, which is the same for every trial."""
 
 
+SPEC_ONLY_PATHS = ("stop", "checkpoint", "seed", "multi_agent")
+"""Spec fields whose values the spec's own validation judges entirely (no env or config)."""
+
+
 class SweepError(SpecError):
     """A sweep file is malformed; the message names each problem with its line."""
 
@@ -78,6 +85,16 @@ class Distribution:
         if self.kind in ("randn", "qrandn"):
             return self.args[0] if self.args else 0.0
         return self.args[0]
+
+    def candidates(self) -> tuple[Any, ...]:
+        """The values that bound what the distribution can produce: every value of a list,
+        both ends of a range (``randint``'s upper end is exclusive), the mean of a normal."""
+        if self.kind in LIST_DISTRIBUTIONS:
+            return self.args
+        if self.kind in ("randn", "qrandn"):
+            return (self.representative(),)
+        lower, upper = self.args[0], self.args[1]
+        return (lower, upper - 1) if self.kind == "randint" else (lower, upper)
 
     def to_yaml(self) -> dict[str, list[Any]]:
         return {self.kind: list(self.args)}
@@ -367,13 +384,14 @@ def _parse_distribution(
             f"Distributions: {names}.",
         )
         return None
-    (kind, args), = value.items()
+    ((kind, args),) = value.items()
     kind = str(kind)
     at = (*where, kind)
     if kind not in DISTRIBUTIONS:
         problems.add(
-            at, f"unknown distribution '{kind}'.{did_you_mean(kind, DISTRIBUTIONS)} "
-            f"Distributions: {names}."
+            at,
+            f"unknown distribution '{kind}'.{did_you_mean(kind, DISTRIBUTIONS)} "
+            f"Distributions: {names}.",
         )
         return None
     if kind in LIST_DISTRIBUTIONS:
@@ -447,8 +465,10 @@ def _check_against_algorithm(
     for path in space:
         parts = path.split(".")
         if parts[0] == "hyperparameters" and parts[1] not in valid:
-            where = ("param_space", path) if path in (tune.param_space or {}) else (
-                "scheduler", "hyperparam_mutations", path
+            where = (
+                ("param_space", path)
+                if path in (tune.param_space or {})
+                else ("scheduler", "hyperparam_mutations", path)
             )
             problems.add(where, _unknown_hyperparameter(parts[1], spec, valid))
     if problems.messages:
@@ -463,9 +483,65 @@ def _check_against_algorithm(
             problems.add(where, f"values of '{path}' do not fit the spec: {error['msg']}.")
         return
     try:
-        prepare(trial_spec)
+        prepared = prepare(trial_spec)
     except SpecError as exc:
         problems.add(("env",), str(exc), in_tune=False)
+        return
+    _check_every_value(base, space, values, prepared, tune, problems)
+
+
+def _check_every_value(
+    base: dict[str, Any],
+    space: dict[str, Distribution],
+    values: dict[str, Any],
+    prepared: PreparedExperiment,
+    tune: TuneSection,
+    problems: _Problems,
+) -> None:
+    """Each value a trial may draw must reach the algorithm, not only the first one checked
+    above: ``{grid: [0.1, abc]}`` or ``{uniform: [0.9, 1.5]}`` for a discount would otherwise
+    fail (or train nonsense) in the middle of the sweep."""
+    for path, distribution in space.items():
+        for value in distribution.candidates():
+            problem = _value_problem(base, {**values, path: value}, path, value, prepared)
+            if problem:
+                where = (
+                    ("param_space", path)
+                    if path in tune.param_space
+                    else ("scheduler", "hyperparam_mutations", path)
+                )
+                problems.add(where, f"the value {value!r} of '{path}' cannot run: {problem}")
+                break
+
+
+def _value_problem(
+    base: dict[str, Any],
+    values: dict[str, Any],
+    path: str,
+    value: Any,
+    prepared: PreparedExperiment,
+) -> str | None:
+    from rlscale.algorithms import apply_hyperparameters
+    from rlscale.platform.experiment import _validate_before_ray, prepare
+
+    try:
+        trial_spec = ExperimentSpec.model_validate(apply_dotted(base, values))
+    except ValidationError as exc:
+        return "; ".join(error["msg"] for error in exc.errors())
+    parts = path.split(".")
+    if parts[0] in SPEC_ONLY_PATHS:
+        return None  # the spec's own rules, checked above, are all there is to check
+    try:
+        if parts[0] == "hyperparameters" and len(parts) == 2:
+            # One key on a copy of the checked config: no env or dataset is read again.
+            config = prepared.config.copy(copy_frozen=False)
+            apply_hyperparameters(config, {parts[1]: value}, trial_spec.algorithm)
+            _validate_before_ray(config, trial_spec.algorithm)
+        else:
+            prepare(trial_spec)
+    except SpecError as exc:
+        return str(exc)
+    return None
 
 
 def _unknown_hyperparameter(key: str, spec: ExperimentSpec, valid: set[str]) -> str:
@@ -523,4 +599,3 @@ def _add_pydantic_error(
 
 def _dotted(location: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in location) or "(top level)"
-
