@@ -1,10 +1,14 @@
 """Rollout scaling: env steps/s of PPO sampling with 0, 1 and 2 EnvRunners, against the ceiling.
 
     .venv/bin/python benchmarks/pg_rollout_scaling.py [--env CartPole-v1] [--seconds 20]
+        [--runners 0 1 2] [--env-runner vector rllib]
 
 - rlscale-ppo, N runners: rlscale's PPO config for the env (defaults, 8 vectorized envs per
   runner), sampling only: ``synchronous_parallel_sample`` of one train batch at a time from the
   EnvRunnerGroup, no learner update, for ``--seconds``. 0 runners samples in the driver.
+  ``--env-runner`` picks the EnvRunner class: ``vector`` is rlscale's VectorEnvRunner (the
+  default where it applies), ``rllib`` RLlib's SingleAgentEnvRunner (``vector_sampling=False``);
+  both, one after the other, by default.
 - gymnasium-vector: the ceiling, a raw ``gymnasium`` sync vector env of the same size stepping
   random actions in one process (no policy at all).
 
@@ -24,6 +28,8 @@ import gymnasium as gym
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pg_rollout_scaling.json"
 ENVS_PER_RUNNER = 8
+ENV_RUNNERS = {"vector": "VectorEnvRunner", "rllib": "RLlib SingleAgentEnvRunner"}
+"""``--env-runner`` choices -> the EnvRunner class they sample with."""
 
 
 def raw_vector_env_steps_per_s(env_name: str, num_envs: int, seconds: float) -> float:
@@ -40,7 +46,9 @@ def raw_vector_env_steps_per_s(env_name: str, num_envs: int, seconds: float) -> 
     return steps / elapsed
 
 
-def ppo_sampling_steps_per_s(env_name: str, num_env_runners: int, seconds: float) -> float:
+def ppo_sampling_steps_per_s(
+    env_name: str, num_env_runners: int, seconds: float, env_runner: str = "vector"
+) -> float:
     from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 
     import rlscale
@@ -54,6 +62,7 @@ def ppo_sampling_steps_per_s(env_name: str, num_env_runners: int, seconds: float
             "num_env_runners": num_env_runners,
             "num_envs_per_env_runner": ENVS_PER_RUNNER,
         },
+        hyperparameters={"vector_sampling": env_runner == "vector"},
     )
     config = prepare(spec).config
     algo = config.build_algo()
@@ -79,6 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--env", default="CartPole-v1")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--runners", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--env-runner", nargs="+", choices=list(ENV_RUNNERS), default=list(ENV_RUNNERS)
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -95,14 +107,21 @@ def main(argv: list[str] | None = None) -> None:
     ]
     start_local_ray()
     for runners in args.runners:
-        rows.append(
-            {
-                "peer": "rlscale-ppo sampling",
-                "env_runners": runners,
-                "steps_per_s": ppo_sampling_steps_per_s(args.env, runners, args.seconds),
-            }
-        )
-        print(f"{runners} env runners: {rows[-1]['steps_per_s']:,.0f} env steps/s", flush=True)
+        for env_runner in args.env_runner:
+            rows.append(
+                {
+                    "peer": f"rlscale-ppo sampling ({ENV_RUNNERS[env_runner]})",
+                    "env_runners": runners,
+                    "steps_per_s": ppo_sampling_steps_per_s(
+                        args.env, runners, args.seconds, env_runner
+                    ),
+                }
+            )
+            print(
+                f"{runners} env runners, {ENV_RUNNERS[env_runner]}: "
+                f"{rows[-1]['steps_per_s']:,.0f} env steps/s",
+                flush=True,
+            )
     ray.shutdown()
 
     ceiling = rows[0]["steps_per_s"]

@@ -1,7 +1,7 @@
 """A2C, TRPO and PPO on CartPole-v1: env steps and wall time to a mean return of 475, in one run.
 
     .venv/bin/python benchmarks/policy_gradient_cartpole.py [--seeds 0 1 2] [--max-steps 200000]
-        [--peers rlscale-ppo sb3-ppo ...]
+        [--peers rlscale-ppo sb3-ppo ...] [--env-runner vector|rllib] [--out FILE]
 
 - rlscale-a2c / rlscale-trpo / rlscale-ppo: ``rlscale.train`` with each algorithm's defaults
   (what ``rlscale train a2c|trpo|ppo`` runs);
@@ -9,21 +9,42 @@
   rl-zoo hyper-parameters for CartPole-v1 (read from the installed rl_zoo3 package's yml);
 - rllib-stock-ppo: RLlib's ``PPOConfig()`` with nothing changed but the environment and the seed.
 
+``--env-runner`` picks the rlscale peers' EnvRunner: ``vector`` (default) is rlscale's
+VectorEnvRunner, ``rllib`` RLlib's SingleAgentEnvRunner (``vector_sampling=False``); give an
+``--out`` file too, so that the two runs do not share one results file.
+
 Ratios compare each rlscale algorithm with its SB3 counterpart and rlscale PPO with RLlib's stock
 PPO. See ``cartpole_race.py`` for how returns and times are measured.
 """
 
 from __future__ import annotations
 
+import argparse
 from functools import partial
 
 import cartpole_race as race
 
 ALGORITHMS = ("a2c", "trpo", "ppo")
+RLSCALE_HYPERPARAMETERS: dict[str, bool] = {}
+"""What ``--env-runner`` sets on the rlscale peers (nothing: rlscale's defaults)."""
 
 
 def run_rlscale(algorithm: str, seed: int, max_steps: int) -> race.Run:
-    return race.run_rlscale(algorithm, seed, max_steps, peer=f"rlscale-{algorithm}")
+    if not RLSCALE_HYPERPARAMETERS:
+        return race.run_rlscale(algorithm, seed, max_steps, peer=f"rlscale-{algorithm}")
+    stop = {"reward": race.TARGET, "timesteps": max_steps}
+    result = race.train_with_defaults(
+        algorithm, race.ENV, seed, stop, f"bench-{algorithm}-{seed}", RLSCALE_HYPERPARAMETERS
+    )
+    final = result.final
+    return race.Run(
+        f"rlscale-{algorithm}",
+        seed,
+        final.return_mean >= race.TARGET,
+        final.env_steps,
+        result.wall_s,
+        final.return_mean,
+    )
 
 
 def sb3_class(algorithm: str) -> type:
@@ -73,6 +94,16 @@ BASELINES = {
 }
 
 if __name__ == "__main__":
+    runner_flag = argparse.ArgumentParser(add_help=False)
+    runner_flag.add_argument("--env-runner", choices=("vector", "rllib"), default="vector")
+    known, rest = runner_flag.parse_known_args()
+    if known.env_runner == "rllib":
+        RLSCALE_HYPERPARAMETERS["vector_sampling"] = False
     race.race(
-        "policy_gradient_cartpole", "A2C, TRPO, PPO", PEERS, BASELINES, max_steps=200_000
+        "policy_gradient_cartpole",
+        "A2C, TRPO, PPO",
+        PEERS,
+        BASELINES,
+        max_steps=200_000,
+        argv=rest,
     )

@@ -17,6 +17,13 @@ thing:
   attributes of every algorithm with an MLP, handed to the RLModule in ``model_config``.
   RLlib's own names, ``model_config={"fcnet_hiddens": [...], "fcnet_activation": ...}``, still
   work: given explicitly they win, as any explicit ``model_config`` key does.
+
+It also picks the EnvRunner: rlscale's vectorized one
+(:class:`rlscale.algorithms.common.vector_env_runner.VectorEnvRunner`) wherever it applies
+(``vector_sampling``, on by default: a single-agent env with Box or Discrete observations and
+actions, RLlib's default connectors with at most an observation filter, a stateless module),
+RLlib's ``SingleAgentEnvRunner`` otherwise, and any runner class the config names itself.
+``config.sampling_runner()`` says which and why.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 from ray.rllib.algorithms.algorithm_config import NotProvided
 
-from rlscale.envs import resolve_env
+from rlscale.envs import EnvInfo, resolve_env
 from rlscale.envs.rllib import RLLIB_ENV_PREFIX
 from rlscale.errors import UnknownEnvironmentError
 
@@ -84,7 +91,7 @@ def _is_number(value: Any) -> bool:
 class RlscaleConfigMixin:
     """Put first among a config's bases; see the module docstring."""
 
-    RLSCALE_KEYS: ClassVar[tuple[str, ...]] = ()
+    RLSCALE_KEYS: ClassVar[tuple[str, ...]] = ("vector_sampling",)
     """rlscale's own config attributes on this class (RLlib's are accepted anyway; the network
     keys, ``NETWORK_KEYS``, are added wherever the config has them)."""
     DISCRETE_DEFAULTS: ClassVar[dict[str, Any]] = {}
@@ -98,6 +105,48 @@ class RlscaleConfigMixin:
         # tuples, so that RLlib's copy(), pickling and a JSON dump of to_dict() carry them.
         self._rlscale_user_keys: tuple[str, ...] = ()
         self._rlscale_space_keys: tuple[str, ...] = ()
+        # Sample with rlscale's VectorEnvRunner wherever it applies (see sampling_runner()).
+        self.vector_sampling = True
+
+    @property
+    def env_runner_cls(self) -> type | None:
+        """RLlib's key: the EnvRunner class. One the config names wins; else rlscale's
+        VectorEnvRunner where it applies, else None (RLlib's own choice)."""
+        named = self.__dict__.get("_rlscale_env_runner_cls")
+        if named is not None or self.vector_sampling_problem() is not None:
+            return named
+        from rlscale.algorithms.common.vector_env_runner import VectorEnvRunner
+
+        return VectorEnvRunner
+
+    @env_runner_cls.setter
+    def env_runner_cls(self, value: type | None) -> None:
+        self._rlscale_env_runner_cls = value
+
+    def vector_sampling_problem(self) -> str | None:
+        """Why this config samples with RLlib's runner instead of the vectorized one, or None."""
+        from rlscale.algorithms.common.vector_env_runner import vector_sampling_problem
+
+        return vector_sampling_problem(self, self._single_agent_spaces())
+
+    def sampling_runner(self) -> str:
+        """Which EnvRunner samples, in words (``rlscale train --verbose`` prints it)."""
+        from rlscale.algorithms.common.vector_env_runner import RLLIB_RUNNER, VECTOR_RUNNER
+
+        named = self.__dict__.get("_rlscale_env_runner_cls")
+        if named is not None:
+            return f"{named.__name__} (named by the config)"
+        problem = self.vector_sampling_problem()
+        if problem is None:
+            return f"{VECTOR_RUNNER} (one batched forward pass per vector-env step)"
+        return f"{RLLIB_RUNNER}, because {problem}"
+
+    def _single_agent_spaces(self) -> tuple[gym.Space, gym.Space] | None:
+        """(observation, action) spaces of one agent, when the config knows them up front."""
+        spaces = (getattr(self, "observation_space", None), getattr(self, "action_space", None))
+        if all(space is not None for space in spaces):
+            return spaces
+        return _spaces_of(self.env, self.env_config)
 
     def rlscale_keys(self) -> tuple[str, ...]:
         """Every rlscale key of this config: its bases' too, and the network keys it has."""
@@ -217,27 +266,42 @@ def _action_space_of(env: Any, env_config: dict[str, Any] | None) -> gym.Space |
 
     Multi-agent envs give the first agent's space (every agent of one env shares its kind).
     """
+    info = _env_info(env, env_config)
+    if info is None:
+        return None
+    if info.is_multi_agent:
+        return info.action_space[info.agent_ids[0]]
+    return info.action_space
+
+
+def _spaces_of(env: Any, env_config: dict[str, Any] | None) -> tuple[gym.Space, gym.Space] | None:
+    """The (observation, action) spaces of a single-agent rlscale env name; None otherwise."""
+    info = _env_info(env, env_config)
+    if info is None or info.is_multi_agent:
+        return None
+    return info.observation_space, info.action_space
+
+
+def _env_info(env: Any, env_config: dict[str, Any] | None) -> EnvInfo | None:
+    """``resolve_env``'s answer for an rlscale env name (or its RLlib id); None otherwise."""
     if not isinstance(env, str):
         return None
     name = env.removeprefix(RLLIB_ENV_PREFIX)
     try:
         key = json.dumps(dict(env_config or {}), sort_keys=True)
     except TypeError:  # values JSON cannot hold: resolve without the cache
-        return _resolve_action_space(name, dict(env_config or {}))
-    return _cached_action_space(name, key)
+        return _resolve_env_info(name, dict(env_config or {}))
+    return _cached_env_info(name, key)
 
 
 @lru_cache(maxsize=64)
-def _cached_action_space(name: str, env_config_json: str) -> gym.Space | None:
+def _cached_env_info(name: str, env_config_json: str) -> EnvInfo | None:
     """Resolving builds the env once; a config's env is set several times while it is built."""
-    return _resolve_action_space(name, json.loads(env_config_json))
+    return _resolve_env_info(name, json.loads(env_config_json))
 
 
-def _resolve_action_space(name: str, env_config: dict[str, Any]) -> gym.Space | None:
+def _resolve_env_info(name: str, env_config: dict[str, Any]) -> EnvInfo | None:
     try:
-        info = resolve_env(name, env_config)
+        return resolve_env(name, env_config)
     except UnknownEnvironmentError:
         return None
-    if info.is_multi_agent:
-        return info.action_space[info.agent_ids[0]]
-    return info.action_space
