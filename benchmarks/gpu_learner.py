@@ -2,7 +2,8 @@
 offline families.
 
     .venv/bin/python benchmarks/gpu_learner.py [--algorithms diffusion_bc cql]
-        [--updates 2000] [--episodes 20] [--batch-sizes 0 1024] [--json OUT]
+        [--updates 2000] [--episodes 20] [--batch-sizes 0 1024] [--online-iterations 2]
+        [--json OUT]
 
 For each algorithm it builds the run exactly as ``rlscale train`` does (``prepare``, then
 ``place_on_cluster`` on an embedded Ray bound to 127.0.0.1), on a Pendulum-v1 dataset of the
@@ -11,6 +12,8 @@ scripted swing-up collected here, and times ``--updates`` Learner updates (itera
 evaluation). It runs once with ``gpus_per_learner: 0`` (CPU) and, when Ray sees a GPU, once
 with ``gpus_per_learner: auto``; on the GPU run it asserts that every parameter of the
 learner's module is on CUDA and that the EnvRunner's copy, which acts, stays on the CPU.
+``dreamer`` is measured online instead (``ONLINE``): ``--online-iterations`` timed iterations
+after a warm-up one, each sampling on the CPU EnvRunner and updating on the learner's device.
 ``--batch-sizes`` repeats the pair at other learner batch sizes (0: the algorithm's default),
 since a GPU pays off only once a batch is large enough to hide its launch overhead.
 Prints a table of updates/s per device and the GPU/CPU ratio; ``--json`` also writes the rows.
@@ -107,12 +110,58 @@ def measure(algorithm: str, gpus: float | str, updates: int, batch_size: int) ->
     }
 
 
+ONLINE = ("dreamer",)
+"""Algorithms measured online on ``ENV`` (no dataset): each iteration samples on the CPU
+EnvRunner and updates on the learner's device; updates/s counts the updates only."""
+
+
+def measure_online(algorithm: str, gpus: float | str, iterations: int) -> dict:
+    from ray.rllib.utils.metrics import NUM_GRAD_UPDATES_LIFETIME
+
+    spec = rlscale.ExperimentSpec(
+        algorithm=algorithm, env=ENV, seed=0, resources={"gpus_per_learner": gpus}
+    )
+    prepared = prepare(spec)
+    resources = ray.cluster_resources()
+    place_on_cluster(
+        prepared.config, prepared.spec, resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    )
+    algo = build_algorithm(prepared)
+    try:
+        first = algo.train()  # warm-up: the random steps, the first updates, kernels
+        started, updates_before = time.perf_counter(), first.get(NUM_GRAD_UPDATES_LIFETIME, 0)
+        for _ in range(iterations):
+            result = algo.train()
+        elapsed = time.perf_counter() - started
+        updates = result.get(NUM_GRAD_UPDATES_LIFETIME, 0) - updates_before
+        devices = learner_module_devices(algo)
+        acting = acting_module_devices(algo)
+    finally:
+        algo.stop()
+    on_gpu = prepared.config.num_gpus_per_learner > 0
+    if on_gpu:
+        assert devices == {"cuda"}, f"{algorithm}: learner parameters on {devices}, not CUDA"
+        assert acting <= {"cpu"}, f"{algorithm}: the acting copy is on {acting}, not the CPU"
+    return {
+        "algorithm": algorithm,
+        "device": "cuda" if on_gpu else "cpu",
+        "batch_size": 0,
+        "updates": int(updates),
+        "seconds": round(elapsed, 2),
+        "updates_per_s": round(updates / elapsed, 1),
+        "learner_devices": sorted(devices),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algorithms", nargs="+", default=["diffusion_bc", "cql"])
     parser.add_argument("--updates", type=int, default=2000)
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[0])
+    parser.add_argument(
+        "--online-iterations", type=int, default=2, help="timed iterations of dreamer"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     os.environ.setdefault("MINARI_DATASETS_PATH", tempfile.mkdtemp(prefix="gpu_learner_"))
@@ -121,9 +170,12 @@ def main() -> None:
     collect_dataset(ENV, EXPERT, args.episodes, DATASET, workers=1)
     rows = []
     for algorithm in args.algorithms:
-        for batch_size in args.batch_sizes:
+        for batch_size in args.batch_sizes if algorithm not in ONLINE else [0]:
             for requested in (0, "auto") if gpus >= 1 else (0,):
-                rows.append(measure(algorithm, requested, args.updates, batch_size))
+                if algorithm in ONLINE:
+                    rows.append(measure_online(algorithm, requested, args.online_iterations))
+                else:
+                    rows.append(measure(algorithm, requested, args.updates, batch_size))
                 print(json.dumps(rows[-1]), flush=True)
     ray.shutdown()
     print(f"\n{platform.processor() or platform.machine()}, Ray GPUs: {gpus:g}")

@@ -32,6 +32,7 @@ FAMILY_ALGORITHMS: dict[str, tuple[str, ...]] = {
     "model_based": ("mbpo", "mpc", "pets", "sysid"),
     "imitation": ("bco", "dagger", "gail", "iq_learn", "state_only_il"),
     "generative": ("bcq", "bcq_discrete", "diffusion_bc", "diffusion_ql"),
+    "world_model": ("dreamer", "latent_mpc"),
 }
 """Each family package (``rlscale.algorithms.<family>``) and the algorithms it registers, known
 without importing it: a name is checked, and its family alone imported, in a fraction of a

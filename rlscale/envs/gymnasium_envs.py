@@ -21,6 +21,7 @@ from rlscale.envs.construction import (
     missing_dependency_error,
 )
 from rlscale.envs.info import GYMNASIUM, RECORD_VIDEO_KEY, EnvInfo
+from rlscale.envs.pixels import PIXELS_KEY, make_pixel_env, pixel_settings
 from rlscale.errors import RlscaleError
 
 INSTALL_BY_FAMILY = {
@@ -93,7 +94,17 @@ def make(name: str, env_config: Mapping[str, Any]) -> gym.Env:
 
 
 def build(name: str, env_config: Mapping[str, Any]) -> gym.Env:
-    """``gymnasium.make(name, **env_config)``, with failures turned into ``RlscaleError``s."""
+    """``gymnasium.make(name, **env_config)``, with failures turned into ``RlscaleError``s;
+    with :data:`~rlscale.envs.pixels.PIXELS_KEY` in ``env_config``, observing rendered frames."""
+    config = dict(env_config)
+    if PIXELS_KEY in config:
+        settings = pixel_settings(config.pop(PIXELS_KEY))
+        family = family_of(name.rpartition(":")[2])
+        return make_pixel_env(name, config, settings, family, _build)
+    return _build(name, config)
+
+
+def _build(name: str, env_config: Mapping[str, Any]) -> gym.Env:
     env_id = name.rpartition(":")[2]
     family = family_of(env_id)
     try:
@@ -153,7 +164,7 @@ def _accepted_keywords(env_id: str) -> list[str] | None:
     except Exception:
         return None
     accepted = accepted_keywords(factory)
-    return None if accepted is None else sorted(set(accepted) | set(_MAKE_KEYWORDS))
+    return None if accepted is None else sorted(set(accepted) | set(_MAKE_KEYWORDS) | {PIXELS_KEY})
 
 
 def _import_registering_module(name: str, module: str) -> None:

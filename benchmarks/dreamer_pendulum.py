@@ -1,0 +1,186 @@
+"""rlscale's dreamer against RLlib's DreamerV3 on Pendulum-v1 (vector observations).
+
+    .venv/bin/python benchmarks/dreamer_pendulum.py --seeds 0 1 2 [--peer-seeds 0] \
+        [--marks 20000 50000 100000] [--json benchmarks/results/dreamer_pendulum.json]
+
+Both sides sample Pendulum-v1 in the driver (one env, no remote EnvRunners), on CPU, one side
+at a time, never both at once. rlscale runs ``dreamer`` with its defaults (``--set KEY=JSON``
+overrides one); RLlib runs ``DreamerV3`` with ``model_size="XS"`` on the torch framework at
+the training ratio of RLlib's own Pendulum example (1024 replayed steps per env step; ``--peer-
+training-ratio``), everything else at RLlib's defaults. Each run goes on to the last mark;
+at each mark it records the mean return of the last 10 training episodes (both sides smooth
+over the same number of episodes: RLlib's DreamerV3 default is 1) and the wall and CPU time
+since the algorithm was built.
+
+``--peer-seeds`` chooses which seeds the peer runs (DreamerV3 is far slower; as many as time
+allows). At ratio 1024 DreamerV3 takes one update of 16 x 64 replayed steps per env step: on this
+machine's CPU about a second each, so 100k env steps are more than a day per seed. A smoke test:
+``--marks 1100 --seeds 0 --peer-seeds 0 --set random_warmup_steps=200 --peer-training-ratio 1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ENV = "Pendulum-v1"
+SMOOTHING_EPISODES = 10
+PRINT_EVERY = 1_000
+"""Env steps between progress lines (DreamerV3's iterations can be a single env step)."""
+PEER_TRAINING_RATIO = 1024
+"""RLlib's Pendulum example's training ratio (replayed steps per env step)."""
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
+
+
+def rlscale_algorithm(seed: int, overrides: dict):
+    from rlscale.algorithms.world_model.dreamer import DreamerConfig
+    from rlscale.envs import register_with_rllib
+
+    config = (
+        DreamerConfig()
+        .environment(register_with_rllib(ENV))
+        .training(**overrides)
+        .reporting(metrics_num_episodes_for_smoothing=SMOOTHING_EPISODES)
+        .debugging(seed=seed)
+    )
+    return config.build_algo()
+
+
+def peer_algorithm(seed: int, training_ratio: float):
+    from ray.rllib.algorithms.dreamerv3 import DreamerV3Config
+
+    config = (
+        DreamerV3Config()
+        .framework("torch")
+        .environment(ENV)
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=1)
+        .training(model_size="XS", training_ratio=training_ratio)
+        .reporting(metrics_num_episodes_for_smoothing=SMOOTHING_EPISODES)
+        .debugging(seed=seed)
+    )
+    return config.build_algo()
+
+
+def run(build: Callable[[], object], marks: list[int]) -> dict:
+    """Train until the last mark; the smoothed return, times and gradient updates at the first
+    iteration that reaches each mark, and every iteration's (env steps, return, wall seconds,
+    updates)."""
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    algorithm = build()
+    at_marks: dict[str, dict] = {}
+    latest_return = float("nan")
+    curve = []
+    try:
+        pending = sorted(marks)
+        while pending:
+            result = algorithm.train()
+            runners = result["env_runners"]
+            steps = int(runners["num_env_steps_sampled_lifetime"])
+            reported = float(runners.get("episode_return_mean", float("nan")))
+            # An iteration in which no episode ended reports none (DreamerV3's iterations can
+            # be one env step): keep the latest.
+            episode_return = reported if math.isfinite(reported) else latest_return
+            latest_return = episode_return
+            elapsed = time.perf_counter() - wall
+            updates = int(result.get("num_grad_updates_lifetime", 0))
+            if not curve or steps // PRINT_EVERY > curve[-1][0] // PRINT_EVERY:
+                print(
+                    f"  {steps:7d} steps  return {episode_return:8.1f}  {elapsed:6.0f}s", flush=True
+                )
+            curve.append([steps, episode_return, round(elapsed, 1), updates])
+            while pending and steps >= pending[0]:
+                at_marks[str(pending.pop(0))] = {
+                    "env_steps": steps,
+                    "return": episode_return,
+                    "wall_s": elapsed,
+                    "cpu_s": cpu_seconds() - cpu,
+                    "updates": updates,
+                }
+    finally:
+        algorithm.stop()
+    return {"marks": at_marks, "curve": curve}
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    overrides = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        overrides[key] = json.loads(value)
+    return overrides
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
+    parser.add_argument("--peer-seeds", type=int, nargs="*", default=[0])
+    parser.add_argument("--marks", type=int, nargs="+", default=[20_000, 50_000, 100_000])
+    parser.add_argument("--peer-training-ratio", type=float, default=PEER_TRAINING_RATIO)
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=JSON", help="rlscale dreamer overrides"
+    )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="intra-op threads for both sides (1: small networks on a shared CPU spend more "
+        "time spinning than computing with more)",
+    )
+    parser.add_argument("--json", type=Path, metavar="OUT")
+    args = parser.parse_args()
+    overrides = parse_overrides(args.set)
+
+    import ray
+    import torch
+
+    torch.set_num_threads(args.torch_threads)
+
+    ray.init(num_cpus=2, include_dashboard=False)
+    rows = []
+    sides = [("rlscale dreamer", seed) for seed in args.seeds]
+    sides += [("RLlib DreamerV3 XS", seed) for seed in args.peer_seeds]
+    for side, seed in sides:
+        print(f"{side}, seed {seed}:", flush=True)
+        if side.startswith("rlscale"):
+            outcome = run(lambda seed=seed: rlscale_algorithm(seed, overrides), args.marks)
+        else:
+            outcome = run(
+                lambda seed=seed: peer_algorithm(seed, args.peer_training_ratio), args.marks
+            )
+        rows.append({"side": side, "seed": seed, **outcome})
+    print(f"\n{'side':20s} {'seed':>4s} " + " ".join(f"{m:>20d}" for m in args.marks))
+    for row in rows:
+        cells = [
+            f"{row['marks'][str(m)]['return']:8.1f} ({row['marks'][str(m)]['wall_s']:6.0f}s)"
+            for m in args.marks
+        ]
+        print(f"{row['side']:20s} {row['seed']:4d} " + " ".join(f"{c:>20s}" for c in cells))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        report = {
+            "env": ENV,
+            "marks": args.marks,
+            "rlscale_overrides": overrides,
+            "peer": {"model_size": "XS", "training_ratio": args.peer_training_ratio},
+            "smoothing_episodes": SMOOTHING_EPISODES,
+            "torch_threads": args.torch_threads,
+            "rows": rows,
+        }
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"-> {args.json}")
+    ray.shutdown()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
