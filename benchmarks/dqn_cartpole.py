@@ -2,12 +2,15 @@
 
     .venv/bin/python benchmarks/dqn_cartpole.py [--seeds 0 1 2] [--max-steps 150000]
 
-- rlscale:     ``rlscale.train`` with rlscale's DQN defaults (what ``rlscale train dqn`` runs);
+- rlscale:     ``rlscale.train`` with rlscale's DQN defaults (what ``rlscale train dqn`` runs),
+               whose replay is the flat prioritized one;
+- rlscale-episode: the same with RLlib's prioritized episode replay (``replay: episode``);
 - sb3:         Stable-Baselines3 DQN with the rl-zoo hyper-parameters for CartPole-v1 (read from
                the installed rl_zoo3 package);
 - rllib-stock: RLlib's ``DQNConfig()`` with nothing changed but the environment and the seed.
 
-See ``cartpole_race.py`` for how returns and times are measured.
+See ``cartpole_race.py`` for how returns and times are measured. Training speed (env steps per
+second over a fixed number of steps, far from the target): ``--max-steps 20000 --seeds 0``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,22 @@ import cartpole_race as race
 
 def run_rlscale(seed: int, max_steps: int) -> race.Run:
     return race.run_rlscale("dqn", seed, max_steps)
+
+
+def run_rlscale_episode(seed: int, max_steps: int) -> race.Run:
+    stop = {"reward": race.TARGET, "timesteps": max_steps}
+    result = race.train_with_defaults(
+        "dqn", race.ENV, seed, stop, f"bench-dqn-episode-{seed}", {"replay": "episode"}
+    )
+    final = result.final
+    return race.Run(
+        "rlscale-episode",
+        seed,
+        final.return_mean >= race.TARGET,
+        final.env_steps,
+        result.wall_s,
+        final.return_mean,
+    )
 
 
 def run_sb3(seed: int, max_steps: int) -> race.Run:
@@ -49,5 +68,10 @@ if __name__ == "__main__":
     race.race(
         "dqn_cartpole",
         "DQN",
-        {"rlscale": run_rlscale, "sb3": run_sb3, "rllib-stock": run_rllib_stock},
+        {
+            "rlscale": run_rlscale,
+            "sb3": run_sb3,
+            "rlscale-episode": run_rlscale_episode,
+            "rllib-stock": run_rllib_stock,
+        },
     )

@@ -10,7 +10,8 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import DEFAULT_MODULE_ID
 
 import rlscale
-from rlscale.algorithms.value_based.dqn import DQNConfig
+from rlscale.algorithms.common.flat_replay import FlatReplay
+from rlscale.algorithms.value_based.dqn import DQNConfig, beta_at, learner_calls
 from rlscale.modules.networks.mlp import build_mlp
 from rlscale.modules.networks.q_network import QNetwork
 from rlscale.modules.rl_modules.discrete_q import DiscreteQModule
@@ -96,6 +97,90 @@ def test_distributional_dqn_is_refused_with_a_clear_message():
     config = DQNConfig().environment("CartPole-v1").training(num_atoms=51)
     with pytest.raises(ValueError, match="distributional"):
         config.validate()
+
+
+def test_flat_replay_is_the_default_and_the_episode_replay_stays_available():
+    assert DQNConfig().replay == "flat"
+    config = DQNConfig().environment("CartPole-v1").training(replay="episode")
+    config.validate()
+    assert config.replay == "episode"
+
+
+@pytest.mark.parametrize(
+    ("training", "message"),
+    [
+        ({"replay": "episodes"}, "replay must be one of 'flat', 'episode'"),
+        ({"n_step": 0}, "n_step must be an integer >= 1"),
+        ({"updates_per_learner_call": 0}, "updates_per_learner_call must be an integer >= 1"),
+        ({"replay_buffer_config": {"beta": [[100, 0.4]]}}, "beta must be an exponent"),
+        (
+            {"replay": "episode", "replay_buffer_config": {"beta": [[0, 0.4], [1000, 1.0]]}},
+            "constant replay_buffer_config beta",
+        ),
+    ],
+)
+def test_bad_replay_settings_are_refused_with_a_clear_message(training, message):
+    config = DQNConfig().environment("CartPole-v1").training(**training)
+    with pytest.raises(ValueError, match=message):
+        config.validate()
+
+
+def test_a_random_n_step_range_needs_the_episode_replay():
+    config = DQNConfig().environment("CartPole-v1").training(n_step=(1, 3))
+    config.env_runners(rollout_fragment_length="auto")  # RLlib's own check needs it
+    with pytest.raises(ValueError, match="a random range needs replay='episode'"):
+        config.validate()
+    config.training(replay="episode").validate()
+
+
+def test_beta_is_a_constant_or_a_linear_schedule_in_env_steps():
+    assert beta_at(0.4, 10_000) == 0.4
+    schedule = [[0, 0.4], [1_000, 1.0]]
+    assert beta_at(schedule, 0) == pytest.approx(0.4)
+    assert beta_at(schedule, 500) == pytest.approx(0.7)
+    assert beta_at(schedule, 5_000) == pytest.approx(1.0)
+
+
+def test_a_block_of_updates_runs_the_first_alone_then_in_calls_of_the_set_size():
+    assert learner_calls(64, 8) == [1, 8, 8, 8, 8, 8, 8, 8, 7]
+    assert learner_calls(8, 8) == [1, 7]
+    assert learner_calls(3, 1) == [1, 1, 1]
+    assert learner_calls(0, 8) == []
+
+
+def small_dqn(replay: str):
+    """Blocks of 2 envs x 16 steps, 8 updates of 64 each (training_intensity 16), learning
+    from the first block on."""
+    return (
+        DQNConfig()
+        .environment("CartPole-v1")
+        .debugging(seed=0)
+        .training(replay=replay, num_steps_sampled_before_learning_starts=0)
+        .env_runners(num_envs_per_env_runner=2, rollout_fragment_length=16)
+        .reporting(min_sample_timesteps_per_iteration=0)
+    )
+
+
+@pytest.mark.parametrize("replay", ["flat", "episode"])
+def test_one_training_step_samples_a_block_and_runs_its_updates(ray_local, replay):
+    algo = small_dqn(replay).build_algo()
+    try:
+        result = algo.train()
+        sampled = result["env_runners"]["num_env_steps_sampled_lifetime"]
+        assert 32 <= sampled <= 34  # 2 envs x 16 steps (RLlib may count a reset step)
+        trained = result["learners"][DEFAULT_MODULE_ID]["num_module_steps_trained_lifetime"]
+        assert trained == 8 * 64
+        if replay == "flat":
+            buffer = algo.local_replay_buffer
+            assert isinstance(buffer, FlatReplay)
+            # Each env's last n - 1 = 2 steps wait for their 3-step returns.
+            assert sampled - 2 * 2 <= len(buffer) <= sampled
+            # The TD errors the Learner returned replaced the priority new rows start with.
+            probabilities = buffer.probabilities()
+            assert probabilities.max() > 1.5 * probabilities.min()
+        assert algo.train()["env_runners"]["num_env_steps_sampled_lifetime"] >= 2 * 32
+    finally:
+        algo.stop()
 
 
 @pytest.mark.slow
