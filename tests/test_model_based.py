@@ -242,7 +242,7 @@ def _fake_checkpoint(folder, algorithm: str, env: str):
         (lambda tmp: _fake_checkpoint(tmp / "ppo", "ppo", "Pendulum-v1"), "is a ppo checkpoint"),
         (
             lambda tmp: _fake_checkpoint(tmp / "cartpole", "pets", "CartPole-v1"),
-            "modelled CartPole-v1, not Pendulum-v1",
+            "holds a dynamics model of CartPole-v1, not of Pendulum-v1",
         ),
     ],
 )

@@ -9,19 +9,16 @@ spaces it was trained on, so a checkpoint of another env, or of the same env wit
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rlscale.algorithms.common.model_sources import MODULE_PATH, model_source
+
 MODEL_SOURCES = ("latent_mpc",)
 """Algorithms whose checkpoints hold a world model ``latent_mpc`` can start from."""
-MARKER = "rlscale.json"
-"""The marker every complete rlscale checkpoint holds (written by ``rlscale.platform.outputs``)."""
-MODULE_PATH = Path("learner_group") / "learner" / "rl_module" / "default_policy"
-"""Where an rlscale checkpoint keeps its (single-agent) RLModule."""
 
 
 @dataclass(frozen=True)
@@ -36,28 +33,7 @@ class WorldModelSource:
 def world_model_source(checkpoint: str | Path, env_id: str | None) -> WorldModelSource:
     """The world model of a ``latent_mpc`` checkpoint trained on ``env_id``; a ValueError
     names what is wrong with any other path."""
-    path = Path(checkpoint).expanduser()
-    marker = path / MARKER
-    if not marker.is_file():
-        raise ValueError(
-            f"model_checkpoint {path} is not a complete rlscale checkpoint (no {MARKER}); pass "
-            "the checkpoint_final (or checkpoints/iter_*) folder of a latent_mpc run"
-        )
-    try:
-        trained = json.loads(marker.read_text())
-        algorithm, trained_env = trained["algorithm"], trained["env"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"{marker} is unreadable ({exc}); the checkpoint is damaged") from None
-    if algorithm not in MODEL_SOURCES:
-        raise ValueError(
-            f"model_checkpoint {path} is a {algorithm} checkpoint; latent_mpc starts from the "
-            f"world model of a {' or '.join(MODEL_SOURCES)} checkpoint"
-        )
-    if env_id is not None and trained_env != env_id:
-        raise ValueError(
-            f"model_checkpoint {path} holds a world model of {trained_env}, not of {env_id}; "
-            f"pass a {algorithm} checkpoint trained on {env_id}, or train on {trained_env}"
-        )
+    path = model_source(checkpoint, MODEL_SOURCES, "world model", env_id)
     module_dir = path / MODULE_PATH
     metadata = _module_metadata(module_dir)
     return WorldModelSource(module_dir, *metadata)
