@@ -64,6 +64,50 @@ def acting_module_devices(algo) -> set[str]:
     return parameter_devices(runner.module)
 
 
+def placed(spec: rlscale.ExperimentSpec):
+    """The experiment prepared and placed on this Ray cluster, as ``rlscale train`` does."""
+    prepared = prepare(spec)
+    resources = ray.cluster_resources()
+    place_on_cluster(
+        prepared.config, prepared.spec, resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    )
+    return prepared
+
+
+def timed(prepared, iterations: int) -> tuple[dict, dict, float, set[str], set[str]]:
+    """One warm-up iteration (data iterator, kernels, optimizer state), then ``iterations``
+    timed ones: (warm-up result, last result, seconds, learner devices, acting devices)."""
+    algo = build_algorithm(prepared)
+    try:
+        first = algo.train()
+        started = time.perf_counter()
+        for _ in range(iterations):
+            last = algo.train()
+        elapsed = time.perf_counter() - started
+        return first, last, elapsed, learner_module_devices(algo), acting_module_devices(algo)
+    finally:
+        algo.stop()
+
+
+def row(prepared, updates: int, elapsed: float, devices: set, acting: set, batch: int) -> dict:
+    """The table row; on a GPU run, first the check that the learner's module is on CUDA and
+    the acting copy on the CPU."""
+    algorithm = prepared.spec.algorithm
+    on_gpu = prepared.config.num_gpus_per_learner > 0
+    if on_gpu:
+        assert devices == {"cuda"}, f"{algorithm}: learner parameters on {devices}, not CUDA"
+        assert acting <= {"cpu"}, f"{algorithm}: the acting copy is on {acting}, not the CPU"
+    return {
+        "algorithm": algorithm,
+        "device": "cuda" if on_gpu else "cpu",
+        "batch_size": batch,
+        "updates": int(updates),
+        "seconds": round(elapsed, 2),
+        "updates_per_s": round(updates / elapsed, 1),
+        "learner_devices": sorted(devices),
+    }
+
+
 def measure(algorithm: str, gpus: float | str, updates: int, batch_size: int) -> dict:
     # Updates only: the first evaluation would come after the timed iterations.
     hyperparameters: dict = {"evaluation_interval": 1_000_000}
@@ -77,37 +121,12 @@ def measure(algorithm: str, gpus: float | str, updates: int, batch_size: int) ->
         resources={"gpus_per_learner": gpus},
         hyperparameters=hyperparameters,
     )
-    prepared = prepare(spec)
-    resources = ray.cluster_resources()
-    place_on_cluster(
-        prepared.config, prepared.spec, resources.get("CPU", 0.0), resources.get("GPU", 0.0)
-    )
+    prepared = placed(spec)
     per_iteration = int(prepared.config.dataset_num_iters_per_learner)
     iterations = max(1, updates // per_iteration)
-    algo = build_algorithm(prepared)
-    try:
-        algo.train()  # warm-up: data iterator, kernels, optimizer state
-        started = time.perf_counter()
-        for _ in range(iterations):
-            algo.train()
-        elapsed = time.perf_counter() - started
-        devices = learner_module_devices(algo)
-        acting = acting_module_devices(algo)
-    finally:
-        algo.stop()
-    on_gpu = prepared.config.num_gpus_per_learner > 0
-    if on_gpu:
-        assert devices == {"cuda"}, f"{algorithm}: learner parameters on {devices}, not CUDA"
-        assert acting <= {"cpu"}, f"{algorithm}: the acting copy is on {acting}, not the CPU"
-    return {
-        "algorithm": algorithm,
-        "device": "cuda" if on_gpu else "cpu",
-        "batch_size": int(prepared.config.train_batch_size_per_learner),
-        "updates": iterations * per_iteration,
-        "seconds": round(elapsed, 2),
-        "updates_per_s": round(iterations * per_iteration / elapsed, 1),
-        "learner_devices": sorted(devices),
-    }
+    _, _, elapsed, devices, acting = timed(prepared, iterations)
+    batch = int(prepared.config.train_batch_size_per_learner)
+    return row(prepared, iterations * per_iteration, elapsed, devices, acting, batch)
 
 
 ONLINE = ("dreamer",)
@@ -121,36 +140,10 @@ def measure_online(algorithm: str, gpus: float | str, iterations: int) -> dict:
     spec = rlscale.ExperimentSpec(
         algorithm=algorithm, env=ENV, seed=0, resources={"gpus_per_learner": gpus}
     )
-    prepared = prepare(spec)
-    resources = ray.cluster_resources()
-    place_on_cluster(
-        prepared.config, prepared.spec, resources.get("CPU", 0.0), resources.get("GPU", 0.0)
-    )
-    algo = build_algorithm(prepared)
-    try:
-        first = algo.train()  # warm-up: the random steps, the first updates, kernels
-        started, updates_before = time.perf_counter(), first.get(NUM_GRAD_UPDATES_LIFETIME, 0)
-        for _ in range(iterations):
-            result = algo.train()
-        elapsed = time.perf_counter() - started
-        updates = result.get(NUM_GRAD_UPDATES_LIFETIME, 0) - updates_before
-        devices = learner_module_devices(algo)
-        acting = acting_module_devices(algo)
-    finally:
-        algo.stop()
-    on_gpu = prepared.config.num_gpus_per_learner > 0
-    if on_gpu:
-        assert devices == {"cuda"}, f"{algorithm}: learner parameters on {devices}, not CUDA"
-        assert acting <= {"cpu"}, f"{algorithm}: the acting copy is on {acting}, not the CPU"
-    return {
-        "algorithm": algorithm,
-        "device": "cuda" if on_gpu else "cpu",
-        "batch_size": 0,
-        "updates": int(updates),
-        "seconds": round(elapsed, 2),
-        "updates_per_s": round(updates / elapsed, 1),
-        "learner_devices": sorted(devices),
-    }
+    prepared = placed(spec)
+    first, last, elapsed, devices, acting = timed(prepared, iterations)
+    updates = last.get(NUM_GRAD_UPDATES_LIFETIME, 0) - first.get(NUM_GRAD_UPDATES_LIFETIME, 0)
+    return row(prepared, updates, elapsed, devices, acting, batch=0)
 
 
 def main() -> None:
