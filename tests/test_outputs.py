@@ -441,7 +441,13 @@ def test_resume_starts_from_the_checkpoint_of_the_highest_iteration(tmp_path):
     assert latest_checkpoint(tmp_path).path.name == FINAL_CHECKPOINT
 
 
-def test_resume_refuses_before_ray_a_folder_without_a_run_or_a_finished_run(tmp_path):
+def test_resume_refuses_before_ray_a_folder_without_a_run_or_a_finished_run(tmp_path, monkeypatch):
+    import rlscale.platform.runner as runner
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("resume reached Ray before refusing")
+
+    monkeypatch.setattr(runner, "ray_session", no_ray)
     with pytest.raises(OutputError, match="cannot resume .*: it does not exist"):
         rlscale.resume(tmp_path / "missing")
     with pytest.raises(OutputError, match=r"holds no run \(no spec.yaml\)"):
@@ -459,13 +465,6 @@ def test_resume_refuses_before_ray_a_folder_without_a_run_or_a_finished_run(tmp_
     CheckpointWriter(run_dir, other).save_final(_SavingAlgorithm("other"), _row(3), None)
     with pytest.raises(CheckpointError, match="is of ppo on Acrobot-v1.*mixes two runs"):
         rlscale.resume(run_dir)
-    assert not ray_is_running()
-
-
-def ray_is_running() -> bool:
-    import ray
-
-    return ray.is_initialized()
 
 
 def test_the_first_offline_evaluation_leaves_trainings_random_streams_as_they_were():
