@@ -138,7 +138,7 @@ def resume(
     run_dir = Path(run_dir).expanduser()
     spec = _resumed_spec(run_dir, stop or {})
     info = latest_checkpoint(run_dir)
-    _check_resumable(spec, info)
+    _check_resumable(run_dir, spec, info)
     prepared = prepare(spec)
     if stop:
         write_atomically(run_dir / SPEC_FILE, spec.to_yaml())
@@ -181,7 +181,7 @@ def _resumed_spec(run_dir: Path, stop: dict) -> ExperimentSpec:
     return load_spec(run_dir / SPEC_FILE, {"stop": stop} if stop else None)
 
 
-def _check_resumable(spec: ExperimentSpec, info: CheckpointInfo) -> None:
+def _check_resumable(run_dir: Path, spec: ExperimentSpec, info: CheckpointInfo) -> None:
     if (info.spec.algorithm, info.spec.env) != (spec.algorithm, spec.env):
         raise CheckpointError(
             f"checkpoint {info.path} is of {info.spec.algorithm} on {info.spec.env}, but the "
@@ -193,7 +193,7 @@ def _check_resumable(spec: ExperimentSpec, info: CheckpointInfo) -> None:
         raise CheckpointError(
             f"the run has already finished ({reached} at its checkpoint {info.path}); nothing "
             "to resume. To train it further, give a later stop rule, e.g. "
-            f"`rlscale train --resume {info.path.parent} --stop-iters "
+            f"`rlscale train --resume {run_dir} --stop-iters "
             f"{info.metrics['iteration'] * 2}`."
         )
 
