@@ -1,49 +1,4 @@
-"""A vectorized sampling path: RLlib's ``SingleAgentEnvRunner`` contract without its per-step
-machinery.
-
-RLlib's runner does, per vector-env step, an env-to-module connector pass over N episode objects,
-a forward pass, a module-to-env connector pass that un-batches every column into N items, and N
-``add_env_step`` calls; on CartPole that bookkeeping costs several times the env itself.
-:class:`VectorEnvRunner` keeps the same ``sample()`` contract and does per vector step only what
-the default pipelines amount to:
-
-1. the observations of all N envs, already in a preallocated ``[T + 1, N, ...]`` NumPy buffer,
-   viewed as one torch tensor (no copy) and passed to ``forward_exploration`` (with RLlib's
-   ``t``) or ``forward_inference``;
-2. the actions drawn as RLlib's ``GetActions`` draws them: the module's own ``actions`` if it
-   outputs them, else a sample of the exploration distribution (``explore``) or of the
-   deterministic inference distribution, with its log-prob when the module gave none;
-3. ``NormalizeAndClipActions`` for Box actions (unsquash [-1, 1] onto bounded Boxes and clip,
-   or clip only), vectorized; the episode keeps the module's actions;
-4. one ``env.step``; rewards, flags, the actions and every extra model output (action log-prob,
-   distribution inputs, value predictions when the module emits them, the weights' sequence
-   number) written into ``[T, N, ...]`` buffers;
-5. the observation filter (``MeanStdFilter``, rlscale's ``normalize_observations``) applied to
-   the new observations with RLlib's semantics: every observation the vector env returns is
-   pushed once, in env order, into the connector's own running statistics (state, buffer and
-   deltas, so checkpoints and the merge across runners see the same numbers), and each is
-   normalized with the statistics right after its own push.
-
-The ``SingleAgentEpisode`` chunks are built once per ``sample()`` call from slices of those
-arrays, with RLlib's autoreset bookkeeping (Gymnasium's ``NEXT_STEP`` mode, as RLlib makes its
-vector envs: the step after a done is a reset step whose action the env ignores and which counts
-no env step), the same ids across calls, the same one-step lookback buffer
-(``episode_lookback_horizon``), the same ``t_started``, the same dtypes (RLlib's
-``TensorToNumpy`` reduces float64 to float32 and int64 to int32) and the same metrics, except the
-connector pipelines' own timers and counters (no pipeline runs); the module-inference and env-step
-timers are logged once per call, as the mean per vector step.
-
-Per call rather than per step: the module is put in eval mode once (TorchRLModule's
-``forward_*`` toggle it on every call), torch runs one intra-op thread (see
-:func:`one_intra_op_thread`), and a categorical exploration draw skips the two distribution
-objects (:func:`categorical_sample`, the same operations and random draws).
-
-What it does not handle it leaves to RLlib's runner: :func:`vector_sampling_problem` says why at
-config time (the config then keeps RLlib's runner; see ``RlscaleConfigMixin``), and the runner
-checks again once it has its env, module and pipelines (:meth:`VectorEnvRunner.fallback_reason`;
-then every call goes to RLlib's own ``_sample``). Sampling whole episodes (``num_episodes``, as
-``rlscale evaluate`` does) always runs RLlib's own loop: it is not the training hot path.
-"""
+"""The runner: one batched forward pass per vector-env step, episodes built once per call."""
 
 from __future__ import annotations
 
@@ -52,34 +7,16 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-from ray.rllib.callbacks.callbacks import RLlibCallback
-from ray.rllib.connectors.env_to_module import (
-    AddObservationsFromEpisodesToBatch,
-    AddStatesFromEpisodesToBatch,
-    AddTimeDimToBatchAndZeroPad,
-    BatchIndividualItems,
-    MeanStdFilter,
-    NumpyToTensor,
-)
-from ray.rllib.connectors.module_to_env import (
-    GetActions,
-    ListifyDataForVectorEnv,
-    NormalizeAndClipActions,
-    RemoveSingleTsTimeRankFromBatch,
-    TensorToNumpy,
-    UnBatchToIndividualItems,
-)
+from ray.rllib.connectors.env_to_module import MeanStdFilter
+from ray.rllib.connectors.module_to_env import NormalizeAndClipActions
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
-from ray.rllib.core.rl_module.rl_module import RLModule
 from ray.rllib.core.rl_module.torch import TorchRLModule
-from ray.rllib.env import INPUT_ENV_SINGLE_SPACES
 from ray.rllib.env.env_runner import (
     ENV_STEP_FAILURE,
     NUM_ENV_STEP_FAILURES_LIFETIME,
@@ -88,217 +25,28 @@ from ray.rllib.env.env_runner import (
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 from ray.rllib.env.single_agent_episode import _REWARDS_BOX_SPACE, SingleAgentEpisode
 from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer
-from ray.rllib.utils.filter import SMALL_NUMBER, RunningStat
 from ray.rllib.utils.metrics import (
     ENV_STEP_TIMER,
     RLMODULE_INFERENCE_TIMER,
     WEIGHTS_SEQ_NO,
 )
 
+from rlscale.algorithms.common.vector_env_runner.checks import (
+    callbacks_problem,
+    pipelines_problem,
+    spaces_problem,
+)
+from rlscale.algorithms.common.vector_env_runner.filters import VectorFilter
+from rlscale.algorithms.common.vector_env_runner.rollout import (
+    Ongoing,
+    Rollout,
+    lookback_like,
+    reduce_type,
+)
+
 logger = logging.getLogger(__name__)
 
 HALF_OR_SINGLE = (torch.float16, torch.float32)
-
-RLLIB_RUNNER = "RLlib's SingleAgentEnvRunner"
-VECTOR_RUNNER = "rlscale's VectorEnvRunner"
-
-DEFAULT_ENV_TO_MODULE = (
-    AddObservationsFromEpisodesToBatch,
-    AddTimeDimToBatchAndZeroPad,
-    AddStatesFromEpisodesToBatch,
-    BatchIndividualItems,
-    NumpyToTensor,
-)
-"""RLlib's default env-to-module pieces (single agent): for a stateless module they amount to
-"the latest observation of every env, batched, as a tensor"."""
-DEFAULT_MODULE_TO_ENV = (
-    GetActions,
-    TensorToNumpy,
-    UnBatchToIndividualItems,
-    RemoveSingleTsTimeRankFromBatch,
-    NormalizeAndClipActions,
-    ListifyDataForVectorEnv,
-)
-"""RLlib's default module-to-env pieces (single agent)."""
-EPISODE_HOOKS = ("on_episode_created", "on_episode_start", "on_episode_step", "on_episode_end")
-"""Callbacks that need an episode object per step; the vector path builds them once per call."""
-MAX_LOOKBACK = 1
-"""Largest ``episode_lookback_horizon`` handled (RLlib's default is 1)."""
-
-
-# --- what the vector path handles -------------------------------------------------------
-
-
-def spaces_problem(observation_space: gym.Space, action_space: gym.Space) -> str | None:
-    """Why these single-agent spaces are not for the vector path, or None."""
-    if not isinstance(observation_space, gym.spaces.Box | gym.spaces.Discrete):
-        return f"its observation space is {observation_space} (Box or Discrete only)"
-    if isinstance(action_space, gym.spaces.Box):
-        if not np.issubdtype(action_space.dtype, np.floating):
-            return f"its Box action space has dtype {action_space.dtype} (float only)"
-    elif not isinstance(action_space, gym.spaces.Discrete):
-        return f"its action space is {action_space} (Box or Discrete only)"
-    return None
-
-
-def pipelines_problem(env_to_module: Any, module_to_env: Any) -> str | None:
-    """Why these connector pipelines hold a piece the vector path does not reproduce, or None.
-
-    Known: RLlib's default pieces, and one ``MeanStdFilter`` in front of them.
-    """
-    pieces = list(getattr(env_to_module, "connectors", []))
-    if pieces and type(pieces[0]) is MeanStdFilter:
-        pieces = pieces[1:]
-    unknown = [p for p in pieces if type(p) not in DEFAULT_ENV_TO_MODULE]
-    unknown += [
-        p for p in getattr(module_to_env, "connectors", []) if type(p) not in DEFAULT_MODULE_TO_ENV
-    ]
-    if unknown:
-        names = ", ".join(sorted({type(p).__name__ for p in unknown}))
-        return f"its connector pipelines hold pieces it does not know ({names})"
-    if not any(type(p) is AddObservationsFromEpisodesToBatch for p in pieces):
-        return "its env-to-module pipeline has no default pieces"
-    if not any(type(p) is GetActions for p in module_to_env.connectors):
-        return "its module-to-env pipeline has no default pieces"
-    return None
-
-
-def callbacks_problem(config: Any) -> str | None:
-    """Why the config's callbacks need RLlib's per-step episodes, or None."""
-    classes = config.callbacks_class
-    for klass in classes if isinstance(classes, list | tuple) else [classes]:
-        for hook in EPISODE_HOOKS:
-            if getattr(klass, hook, None) is not getattr(RLlibCallback, hook):
-                return f"its callbacks ({klass.__name__}) implement {hook}"
-    for hook in EPISODE_HOOKS:
-        if getattr(config, f"callbacks_{hook}", None):
-            return f"the config sets callbacks_{hook}"
-    return None
-
-
-def vector_sampling_problem(config: Any, spaces: tuple[gym.Space, gym.Space] | None) -> str | None:
-    """Why ``config`` keeps RLlib's runner (None: the vector path applies).
-
-    ``spaces``: the env's single-agent (observation, action) spaces when known; the connector
-    pipelines are then built and checked too. What only the runner can know (the env's autoreset
-    mode, a module that turns out stateful) is checked again when it starts.
-    """
-    if not getattr(config, "vector_sampling", False):
-        return "vector_sampling is off"
-    if config.is_multi_agent:
-        return "it is multi-agent"
-    if not config.enable_env_runner_and_connector_v2:
-        return "it runs on RLlib's old API stack"
-    if config.output:
-        return "it records its samples (config.output): RLlib's offline runner does that"
-    if config.remote_worker_envs:
-        return "its sub-environments run as remote actors"
-    if config._env_to_module_connector is not None or config._module_to_env_connector is not None:
-        return "it adds its own env-to-module or module-to-env connectors"
-    if config.episode_lookback_horizon > MAX_LOOKBACK:
-        return f"its episode_lookback_horizon is {config.episode_lookback_horizon} (at most 1)"
-    if not config.episodes_to_numpy:
-        return "it keeps episodes as lists (episodes_to_numpy=False)"
-    if config.model_config.get("use_lstm") or config.model_config.get("use_attention"):
-        return "its module is recurrent"
-    module_class = _module_class(config)
-    if module_class is not None and _overrides(module_class, "get_initial_state"):
-        # Building the module to ask is_stateful() costs more than a config should; the runner
-        # asks once it has its module, and this errs on RLlib's side.
-        return f"its module ({module_class.__name__}) defines get_initial_state (may be stateful)"
-    problem = callbacks_problem(config)
-    if problem or spaces is None:
-        return problem
-    problem = spaces_problem(*spaces)
-    if problem:
-        return problem
-    built = {INPUT_ENV_SINGLE_SPACES: spaces}
-    return pipelines_problem(
-        config.build_env_to_module_connector(env=None, spaces=built, device=None),
-        config.build_module_to_env_connector(env=None, spaces=built),
-    )
-
-
-def _module_class(config: Any) -> type | None:
-    try:
-        return config.rl_module_spec.module_class
-    except Exception:  # noqa: BLE001 - a spec RLlib cannot build yet: the runner checks later
-        return None
-
-
-def _overrides(klass: type, method: str) -> bool:
-    return getattr(klass, method, None) is not getattr(RLModule, method)
-
-
-# --- the observation filter, vectorized ----------------------------------------------------
-
-
-def push_rows(stat: RunningStat, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Push ``rows`` ([N, ...]) into ``stat`` as N successive ``RunningStat.push`` calls would
-    (state and deltas); returns the count, mean and sum of squared deviations after each push.
-
-    Centered at the old mean c: after j more rows, with S1 = Σ(x - c) and S2 = Σ(x - c)², the
-    mean is c + S1 / n_j and the sum of squares M2_0 + S2 - S1² / n_j (Chan et al.'s pairwise
-    update), so no per-row Python loop is needed.
-    """
-    rows = rows.astype(np.float64, copy=False)
-    count = len(rows)
-    counts = stat.num_pushes + np.arange(1, count + 1, dtype=np.float64)
-    counts = counts.reshape((count,) + (1,) * (rows.ndim - 1))
-    center = stat.mean_array.copy()
-    deviations = rows - center
-    s1 = np.cumsum(deviations, axis=0)
-    s2 = np.cumsum(deviations * deviations, axis=0)
-    means = center + s1 / counts
-    sums_sq = stat.sum_sq_diff_array + s2 - s1 * s1 / counts
-    if stat.num_pushes == 0:  # Welford's first push sets the mean to the row itself.
-        means[0] = rows[0]
-        sums_sq[0] = stat.sum_sq_diff_array
-    stat.mean_delta_array += means[-1] - stat.mean_array
-    stat.sum_sq_diff_delta_array += sums_sq[-1] - stat.sum_sq_diff_array
-    stat.mean_array[...] = means[-1]
-    stat.sum_sq_diff_array[...] = sums_sq[-1]
-    stat.num_pushes += count
-    stat.num_pushes_delta += count
-    return counts, means, sums_sq
-
-
-class VectorFilter:
-    """A ``MeanStdFilter`` connector's filtering, applied to a whole vector step at once."""
-
-    def __init__(self, connector: MeanStdFilter):
-        self.connector = connector
-        self.observation_space = connector.observation_space
-
-    def __call__(self, observations: np.ndarray) -> np.ndarray:
-        connector = self.connector
-        if connector._filters is None:
-            connector._init_new_filters()
-        flt = connector._filters[None]
-        if flt.shape is None:  # Discrete observations are left as they are.
-            return observations
-        stats = flt.running_stats
-        if connector._update_stats:
-            counts, means, sums_sq = push_rows(stats, observations)
-            push_rows(flt.buffer, observations)
-        else:
-            counts = np.full((len(observations),) + (1,) * (observations.ndim - 1), stats.n)
-            means = np.broadcast_to(stats.mean_array, observations.shape)
-            sums_sq = np.broadcast_to(stats.sum_sq_diff_array, observations.shape)
-        result = observations.astype(np.float64)
-        if flt.demean:
-            result = result - means
-        if flt.destd:
-            # RunningStat.var: the unbiased variance in float32, 0 until two pushes.
-            with np.errstate(divide="ignore", invalid="ignore"):
-                variance = np.where(counts > 1, sums_sq / (counts - 1), 0.0).astype(np.float32)
-            result = result / (np.sqrt(np.maximum(0, variance)) + SMALL_NUMBER)
-        if flt.clip:
-            result = np.clip(result, -flt.clip, flt.clip)
-        return result.astype(observations.dtype)
-
-
-# --- the runner ---------------------------------------------------------------------------
 
 
 @contextmanager
@@ -333,114 +81,6 @@ def categorical_sample(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return actions, normalized.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
 
 
-def _lookback_like(earlier: np.ndarray | None, values: np.ndarray) -> np.ndarray | None:
-    """The lookback of an extra-output column, if the new steps can continue it.
-
-    A column may change its per-step shape between calls: a greedy Box draw's log-prob is
-    [1] per step, an exploring one's a scalar. RLlib's lookback buffer then appends the new
-    steps in the old shape; when the sizes differ too, the chunk starts without that lookback.
-    """
-    if earlier is None or earlier.shape[1:] == values.shape[1:]:
-        return earlier
-    if int(np.prod(earlier.shape[1:])) == int(np.prod(values.shape[1:])):
-        return earlier
-    return None
-
-
-def reduce_type(array: np.ndarray) -> np.ndarray:
-    """RLlib's ``TensorToNumpy`` dtypes: every float to float32, int64 to int32."""
-    kind = array.dtype.kind
-    if kind == "f" and array.dtype != np.float32:
-        return array.astype(np.float32)
-    if array.dtype == np.int64:  # np.issubdtype(dtype, int), as RLlib asks, holds for it alone
-        return array.astype(np.int32)
-    return array
-
-
-@dataclass
-class _Ongoing:
-    """One env's episode between two ``sample()`` calls: what ``SingleAgentEpisode.cut`` keeps."""
-
-    id_: str | None = None
-    """None: the env's next step is a reset step (its episode ended on the last step)."""
-    t: int = 0
-    observations: np.ndarray | None = None
-    """The last ``lookback + 1`` observations, the current one last."""
-    infos: list = field(default_factory=list)
-    actions: np.ndarray | None = None
-    rewards: np.ndarray | None = None
-    extras: dict[str, np.ndarray] = field(default_factory=dict)
-    start_time: float | None = None
-    """When the episode was reset, if that was after its last returned chunk."""
-
-
-class _Rollout:
-    """Preallocated ``[T (+1), N, ...]`` buffers of one ``sample()`` call; grown by doubling."""
-
-    def __init__(self, num_envs: int, observation_space: gym.Space, action_space: gym.Space):
-        self.num_envs = num_envs
-        self.observation_space = observation_space
-        self.action_space = action_space
-        self.capacity = 0
-        self.columns: dict[str, np.ndarray] = {}
-        """The actions and the extra model outputs, allocated at their first write (their
-        dtypes are RLlib's: the module's outputs reduced to float32 / int32)."""
-        self.written: set[str] = set()
-        """The columns written by the current call (random actions write no model outputs)."""
-
-    def ensure(self, steps: int) -> None:
-        if steps <= self.capacity:
-            return
-        capacity = max(steps, 2 * self.capacity, 16)
-        n = self.num_envs
-        old = self.capacity
-        fresh = {
-            "observations": np.zeros(
-                (capacity + 1, n, *self.observation_space.shape), self.observation_space.dtype
-            ),
-            "rewards": np.zeros((capacity, n), np.float64),
-            "terminated": np.zeros((capacity, n), bool),
-            "truncated": np.zeros((capacity, n), bool),
-            "reset": np.zeros((capacity, n), bool),
-            "stamps": np.zeros(capacity, np.float64),
-        }
-        for name, array in fresh.items():
-            if old:
-                kept = old + 1 if name == "observations" else old
-                array[:kept] = getattr(self, name)[:kept]
-            setattr(self, name, array)
-        for key, array in list(self.columns.items()):
-            grown = np.zeros((capacity, *array.shape[1:]), array.dtype)
-            grown[:old] = array[:old]
-            self.columns[key] = grown
-        self.capacity = capacity
-
-    def store(self, key: str, step: int, value: np.ndarray) -> None:
-        """Column ``key`` (the actions or an extra model output) of all envs at ``step``."""
-        buffer = self.columns.get(key)
-        if buffer is None or buffer.shape[1:] != value.shape or buffer.dtype != value.dtype:
-            buffer = np.zeros((self.capacity, *value.shape), value.dtype)
-            self.columns[key] = buffer
-        buffer[step] = value
-        self.written.add(key)
-
-    def fill(self, key: str, steps: int, value: int) -> None:
-        """Column ``key`` = ``value`` (an int, stored as int64) for all envs and ``steps``."""
-        buffer = self.columns.get(key)
-        if buffer is None or buffer.shape != (self.capacity, self.num_envs):
-            buffer = np.zeros((self.capacity, self.num_envs), np.int64)
-            self.columns[key] = buffer
-        buffer[:steps] = value
-        self.written.add(key)
-
-    def fits(self, num_envs: int, observation_space: gym.Space, action_space: gym.Space) -> bool:
-        return (num_envs, observation_space, action_space) == (
-            self.num_envs,
-            self.observation_space,
-            self.action_space,
-        )
-
-
 class VectorEnvRunner(SingleAgentEnvRunner):
     """RLlib's ``SingleAgentEnvRunner`` with a vectorized ``sample(num_timesteps=...)``."""
 
@@ -452,8 +92,8 @@ class VectorEnvRunner(SingleAgentEnvRunner):
                 "VectorEnvRunner samples through RLlib's loop: %s", self._fallback_reason
             )
         self._filter = self._vector_filter()
-        self._rollout: _Rollout | None = None
-        self._ongoing: list[_Ongoing] = []
+        self._rollout: Rollout | None = None
+        self._ongoing: list[Ongoing] = []
         self._observations: np.ndarray | None = None
         self._step_infos: list[list[dict]] = []
         self._checked_outputs = False
@@ -559,7 +199,7 @@ class VectorEnvRunner(SingleAgentEnvRunner):
         self._observations = observations
         now = time.perf_counter()
         self._ongoing = [
-            _Ongoing(
+            Ongoing(
                 id_=uuid.uuid4().hex,
                 observations=observations[i : i + 1].copy(),
                 infos=[infos[i]],
@@ -577,7 +217,7 @@ class VectorEnvRunner(SingleAgentEnvRunner):
         n = self.num_envs
         spaces = (self.env.single_observation_space, self.env.single_action_space)
         if self._rollout is None or not self._rollout.fits(n, *spaces):
-            self._rollout = _Rollout(n, *spaces)
+            self._rollout = Rollout(n, *spaces)
         rollout = self._rollout
         rollout.written = set()
         rollout.ensure(-(-num_timesteps // n) + 1)
@@ -630,7 +270,7 @@ class VectorEnvRunner(SingleAgentEnvRunner):
         return k, False
 
     def _act(
-        self, observations: torch.Tensor, explore: bool, t: int, rollout: _Rollout, k: int
+        self, observations: torch.Tensor, explore: bool, t: int, rollout: Rollout, k: int
     ) -> np.ndarray | None:
         """One forward pass and RLlib's ``GetActions``; stores the extra outputs at step k."""
         # As RLlib's NumpyToTensor: floats other than float16 as float32, on the module's device.
@@ -654,7 +294,7 @@ class VectorEnvRunner(SingleAgentEnvRunner):
                 outputs[Columns.ACTION_LOGP] = distribution.logp(outputs[Columns.ACTIONS])
         return self._store_outputs(outputs, rollout, k)
 
-    def _store_outputs(self, outputs: dict[str, Any], rollout: _Rollout, k: int):
+    def _store_outputs(self, outputs: dict[str, Any], rollout: Rollout, k: int):
         """The actions (returned) and the extra model outputs (stored at step k), as numpy."""
         if not self._checked_outputs:
             if not self._outputs_fit(outputs, self.num_envs):
@@ -784,7 +424,7 @@ class VectorEnvRunner(SingleAgentEnvRunner):
             for end in np.flatnonzero(flags[:, i]):
                 done.append((int(end), i, self._episode(i, carry, start, end + 1)))
                 start = end + 2  # step end + 1 is the reset step; its obs starts the next one
-                carry = self._fresh(i, end + 1) if end + 1 < count else _Ongoing()
+                carry = self._fresh(i, end + 1) if end + 1 < count else Ongoing()
             if carry.id_ is None:
                 self._ongoing[i] = carry
                 continue
@@ -796,16 +436,16 @@ class VectorEnvRunner(SingleAgentEnvRunner):
                 self._ongoing[i] = carry
         return done, (ongoing if keep_ongoing else [])
 
-    def _fresh(self, i: int, reset_step: int) -> _Ongoing:
+    def _fresh(self, i: int, reset_step: int) -> Ongoing:
         """The episode env i started at the reset step ``reset_step`` of this call."""
-        return _Ongoing(
+        return Ongoing(
             id_=uuid.uuid4().hex,
             observations=self._rollout.observations[reset_step + 1, i : i + 1].copy(),
             infos=[self._step_infos[reset_step + 1][i]],
             start_time=float(self._rollout.stamps[reset_step]),
         )
 
-    def _episode(self, i: int, carry: _Ongoing, start: int, end: int) -> SingleAgentEpisode:
+    def _episode(self, i: int, carry: Ongoing, start: int, end: int) -> SingleAgentEpisode:
         """Env i's episode chunk of steps [start, end), behind ``carry``'s lookback."""
         rollout = self._rollout
         lookback = 0 if carry.actions is None else len(carry.actions)
@@ -821,7 +461,7 @@ class VectorEnvRunner(SingleAgentEnvRunner):
         extras = {}
         for key in rollout.written - {Columns.ACTIONS}:
             values = rollout.columns[key][start:end, i]
-            earlier = _lookback_like(carry.extras.get(key), values)
+            earlier = lookback_like(carry.extras.get(key), values)
             if earlier is not None:
                 extras[key] = InfiniteLookbackBuffer(
                     np.concatenate([earlier, values.reshape(-1, *earlier.shape[1:])]),
@@ -858,14 +498,14 @@ class VectorEnvRunner(SingleAgentEnvRunner):
         episode._last_added_infos = infos[-1]
         return episode
 
-    def _cut(self, chunk: SingleAgentEpisode, i: int, end: int) -> _Ongoing:
+    def _cut(self, chunk: SingleAgentEpisode, i: int, end: int) -> Ongoing:
         """What ``chunk.cut(len_lookback_buffer=episode_lookback_horizon)`` keeps of env i's
         chunk that ends at step ``end`` (exclusive). RLlib cuts before it turns the chunk into
         arrays, so the kept steps have the shapes the module gave them: they are read from the
         buffers, not from the chunk (at most ``MAX_LOOKBACK`` steps, all of this call)."""
         rollout = self._rollout
         steps = slice(end - self.config.episode_lookback_horizon, end)
-        return _Ongoing(
+        return Ongoing(
             id_=chunk.id_,
             t=chunk.t,
             observations=rollout.observations[steps.start : end + 1, i].copy(),
