@@ -16,10 +16,13 @@ from ray.rllib.utils.metrics import (
 )
 
 
-def sample_env_steps(algorithm: Algorithm, env_steps: int, *, random_actions: bool = False):
-    """At least ``env_steps`` env steps from the algorithm's EnvRunners (uniformly random
-    actions with ``random_actions``), timed and with the runners' metrics logged as RLlib's own
-    algorithms log them; returns the sampled episodes (chunks of episodes that run on)."""
+def sample_env_steps(
+    algorithm: Algorithm, env_steps: int | None = None, *, random_actions: bool = False
+):
+    """At least ``env_steps`` env steps from the algorithm's EnvRunners (None: one rollout
+    fragment from each; uniformly random actions with ``random_actions``), timed and with the
+    runners' metrics logged as RLlib's own algorithms log them; returns the sampled episodes
+    (chunks of episodes that run on)."""
     with algorithm.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
         episodes, env_runner_results = synchronous_parallel_sample(
             worker_set=algorithm.env_runner_group,

@@ -38,11 +38,9 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.core.rl_module.rl_module import DEFAULT_MODULE_ID, RLModuleSpec
-from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.metrics import (
     ENV_RUNNER_RESULTS,
-    ENV_RUNNER_SAMPLING_TIMER,
     LEARNER_RESULTS,
     LEARNER_UPDATE_TIMER,
     NUM_ENV_STEPS_SAMPLED_LIFETIME,
@@ -51,6 +49,7 @@ from ray.rllib.utils.metrics import (
 )
 
 from rlscale.algorithms.common.config import RlscaleConfigMixin
+from rlscale.algorithms.common.sampling import sample_env_steps
 from rlscale.algorithms.tabular.transitions import (
     HAS_NEXT_ACTION,
     NEXT_ACTIONS,
@@ -145,15 +144,7 @@ class TabularTD(Algorithm):
         )
 
     def training_step(self) -> None:
-        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            episodes, runner_metrics = synchronous_parallel_sample(
-                worker_set=self.env_runner_group,
-                concat=True,
-                sample_timeout_s=self.config.sample_timeout_s,
-                _uses_new_env_runners=True,
-                _return_metrics=True,
-            )
-        self.metrics.aggregate(runner_metrics, key=ENV_RUNNER_RESULTS)
+        episodes = sample_env_steps(self)
         columns = self._transitions(episodes)
         num_transitions = len(columns[Columns.OBS])
         if num_transitions == 0:

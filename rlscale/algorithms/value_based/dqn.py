@@ -35,12 +35,10 @@ from ray.rllib.algorithms.dqn import DQNConfig as RLlibDQNConfig
 from ray.rllib.algorithms.dqn.dqn import calculate_rr_weights
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import (
     ENV_RUNNER_RESULTS,
-    ENV_RUNNER_SAMPLING_TIMER,
     LEARNER_RESULTS,
     LEARNER_UPDATE_TIMER,
     NUM_AGENT_STEPS_SAMPLED_LIFETIME,
@@ -56,6 +54,7 @@ from ray.rllib.utils.numpy import convert_to_numpy
 
 from rlscale.algorithms.common.config import RlscaleConfigMixin
 from rlscale.algorithms.common.flat_replay import FlatReplay
+from rlscale.algorithms.common.sampling import sample_env_steps
 from rlscale.modules.rl_modules.discrete_q import DiscreteQModule
 
 FLAT_REPLAY = "flat"
@@ -256,15 +255,7 @@ class DQN(RLlibDQN):
         return None
 
     def _sample_into_replay(self) -> None:
-        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            episodes, runner_metrics = synchronous_parallel_sample(
-                worker_set=self.env_runner_group,
-                concat=True,
-                sample_timeout_s=self.config.sample_timeout_s,
-                _uses_new_env_runners=True,
-                _return_metrics=True,
-            )
-        self.metrics.aggregate(runner_metrics, key=ENV_RUNNER_RESULTS)
+        episodes = sample_env_steps(self)
         with self.metrics.log_time((TIMERS, REPLAY_BUFFER_ADD_DATA_TIMER)):
             self.local_replay_buffer.add_episodes(episodes)
 

@@ -8,12 +8,10 @@ from typing import Any
 from ray.rllib.algorithms.sac import SAC as RLlibSAC
 from ray.rllib.algorithms.sac import SACConfig as RLlibSACConfig
 from ray.rllib.core.rl_module.rl_module import DEFAULT_MODULE_ID, RLModuleSpec
-from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import (
     ENV_RUNNER_RESULTS,
-    ENV_RUNNER_SAMPLING_TIMER,
     LEARNER_RESULTS,
     LEARNER_UPDATE_TIMER,
     NUM_ENV_STEPS_SAMPLED_LIFETIME,
@@ -24,6 +22,7 @@ from ray.rllib.utils.metrics import (
 
 from rlscale.algorithms.common.config import RlscaleConfigMixin
 from rlscale.algorithms.common.replay import TransitionReplay
+from rlscale.algorithms.common.sampling import sample_env_steps
 from rlscale.algorithms.value_based.sac.learner import SACLearner
 from rlscale.algorithms.value_based.sac.module import (
     SACTrainModule,
@@ -143,15 +142,7 @@ class SAC(RLlibSAC):
     @override(RLlibSAC)
     def training_step(self) -> None:
         self._act_uniformly_until_learning_starts()
-        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            episodes, runner_metrics = synchronous_parallel_sample(
-                worker_set=self.env_runner_group,
-                concat=True,
-                sample_timeout_s=self.config.sample_timeout_s,
-                _uses_new_env_runners=True,
-                _return_metrics=True,
-            )
-        self.metrics.aggregate(runner_metrics, key=ENV_RUNNER_RESULTS)
+        episodes = sample_env_steps(self)
         with self.metrics.log_time((TIMERS, REPLAY_BUFFER_ADD_DATA_TIMER)):
             sampled_now = self.local_replay_buffer.add_episodes(episodes)
         if self._env_steps_sampled() < self.config.num_steps_sampled_before_learning_starts:
