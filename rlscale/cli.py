@@ -7,7 +7,6 @@ one JSON object as the last line of ``evaluate --json``); progress and messages 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -131,7 +130,6 @@ def train(
             algorithm=algo, env=env, config=config, name=name, output=output, seed=seed,
             dataset=dataset, expert=expert, set=set_, overwrite=overwrite,
         )  # fmt: skip
-        _check_address(address)
         from rlscale.platform.runner import resume as resume_training
 
         result = resume_training(
@@ -151,7 +149,6 @@ def train(
     )
     spec = load_spec(config, deep_merge(parse_assignments(set_ or []), overrides))
     get_algorithm(spec.algorithm)  # an unknown name fails here, before RLlib is imported
-    _check_address(address)
     from rlscale.platform.runner import train as run_training
 
     result = run_training(
@@ -163,16 +160,6 @@ def train(
         overwrite=overwrite,
     )
     _report_training(result)
-
-
-def _check_address(address: str | None) -> None:
-    """A malformed or unreachable cluster address fails here, before a run, sweep or dataset
-    folder is made or anything is written (``ray_session`` would find it only later)."""
-    from rlscale.platform.runtime import parse_address, probe_address
-
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address and address != "auto":
-        probe_address(*parse_address(address))
 
 
 def _refuse_with_resume(**given: Any) -> None:
@@ -229,7 +216,6 @@ def evaluate(
     """Restore a checkpoint and report the mean and spread of greedy returns."""
     from rlscale.platform.evaluation import evaluate as run_evaluation
 
-    _check_address(address)
     result = run_evaluation(
         checkpoint,
         episodes=episodes,
@@ -327,7 +313,6 @@ def tune(
     from rlscale.platform.tuning.progress import short_value
     from rlscale.platform.tuning.run import tune as run_sweep
 
-    _check_address(address)
     result = run_sweep(file, name=name, output=output, resume=resume, address=address, console=err)
     table = _table("rank", "trial", "status", result.metric, "iter", "env steps", "params")
     for rank, trial in enumerate(result.trials, start=1):
@@ -432,7 +417,6 @@ def datasets_collect(
     """Roll a policy out on Ray actors and write one Minari dataset (atomically)."""
     from rlscale.platform.datasets_api import collect_dataset
 
-    _check_address(address)
     result = collect_dataset(
         env=env,
         policy=policy,

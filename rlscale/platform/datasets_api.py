@@ -39,7 +39,7 @@ from rlscale.datasets.validate import ValidationReport
 from rlscale.datasets.validate import validate_dataset as _validate
 from rlscale.envs import make_env, resolve_env
 from rlscale.errors import DatasetError
-from rlscale.platform.runtime import ray_session
+from rlscale.platform.runtime import check_address, ray_session
 from rlscale.policies import PolicyFactory
 
 __all__ = [
@@ -77,6 +77,7 @@ def collect_dataset(
     metadata). Episodes roll out on ``workers`` Ray actors of the cluster at ``address`` (default
     ``RAY_ADDRESS``, else an embedded local Ray); the dataset appears whole or not at all.
     """
+    check_address(address)  # before anything is written
     check_collection(dataset_id, episodes, workers, noise, root)  # before any env or actor
     env_info = resolve_env(env, env_config or {})
     if env_info.is_multi_agent:

@@ -18,7 +18,7 @@ from rlscale.errors import CheckpointError, OutputError, SpecError
 from rlscale.platform.experiment import PreparedExperiment, prepare
 from rlscale.platform.outputs import PERIODIC_CHECKPOINTS, read_checkpoint, restore_or_explain
 from rlscale.platform.ray_output import RAY_LOG, RayOutput
-from rlscale.platform.runtime import ray_session
+from rlscale.platform.runtime import check_address, ray_session
 from rlscale.platform.spec import MAX_SEED
 
 SOFTWARE_GL = "osmesa"
@@ -75,6 +75,7 @@ def evaluate(
     Ray's own log lines and warnings are appended to ``ray.log`` in the checkpoint's run folder
     (see :func:`evaluation_log`); ``verbose`` shows them on the console too.
     """
+    check_address(address)  # before anything is written
     if episodes < 1:
         raise CheckpointError(f"--episodes must be at least 1, got {episodes}.")
     info = read_checkpoint(checkpoint)

@@ -40,7 +40,7 @@ from rlscale.platform.outputs import (
 from rlscale.platform.plots import plot_learning_curve
 from rlscale.platform.progress import TrainingProgress
 from rlscale.platform.ray_output import RAY_LOG, RayOutput
-from rlscale.platform.runtime import ray_session
+from rlscale.platform.runtime import check_address, ray_session
 from rlscale.platform.spec import ExperimentSpec, load_spec
 
 
@@ -93,6 +93,7 @@ def train(
     (errors still show); ``verbose`` shows them on the console too. A ``name`` whose folder
     holds an earlier run is refused, unless ``overwrite`` moves that run aside first.
     """
+    check_address(address)  # before anything is written
     prepared = prepare(spec)
     moved_to = move_earlier_run_aside(prepared.spec) if overwrite else None
     if moved_to is not None:
@@ -135,6 +136,7 @@ def resume(
     Refused, before Ray starts, for a folder that holds no run, a run with no complete
     checkpoint, and a run whose checkpoint already meets the stop rules.
     """
+    check_address(address)  # before anything is written
     run_dir = Path(run_dir).expanduser()
     spec = _resumed_spec(run_dir, stop or {})
     info = latest_checkpoint(run_dir)

@@ -116,6 +116,15 @@ def parse_address(address: str) -> tuple[str, int]:
     return parsed.hostname, port
 
 
+def check_address(address: str | None) -> None:
+    """A malformed or unreachable cluster address (``address``, else ``RAY_ADDRESS``) fails
+    here: the API's entry points call it before they make a run, sweep or dataset folder or
+    write anything. An embedded Ray (no address) or ``auto`` needs no check."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address and address != "auto":
+        probe_address(*parse_address(address))
+
+
 def probe_address(host: str, port: int, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     try:
         with socket.create_connection((host, port), timeout=timeout_s):

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from rlscale.errors import OutputError, RlscaleError, SpecError
 from rlscale.platform.outputs import CHECKPOINT_MARKER, write_atomically
-from rlscale.platform.runtime import ray_session, resolve_gpus_per_learner
+from rlscale.platform.runtime import check_address, ray_session, resolve_gpus_per_learner
 from rlscale.platform.spec import ExperimentSpec, folder_name_problem
 from rlscale.platform.tuning.progress import TrialTable
 from rlscale.platform.tuning.sweep import FifoOptions, Sweep, load_sweep
@@ -76,6 +76,7 @@ def tune(
     console: Console | None = None,
 ) -> SweepResult:
     """Run (or with ``resume``, continue) the sweep in ``sweep_file`` under ``output/name``."""
+    check_address(address)  # before anything is written
     sweep_file = Path(sweep_file)
     sweep = load_sweep(sweep_file)
     root = Path(output or sweep.base.get("output") or "runs").expanduser().resolve()
