@@ -109,18 +109,20 @@ def dataset_statistics(config: BCConfig, data_dir: Path) -> dict[str, list[float
     observations = np.asarray(columns["obs"])
     if observations.ndim != 2:
         return None
-    statistics = _mean_std("obs", observations)
+    statistics = mean_and_std("obs", observations)
     actions = np.asarray(columns["actions"])
     if np.issubdtype(actions.dtype, np.floating):
         bounds = normalized_action_bounds(config, metadata)
         actions = actions.reshape(len(actions), -1)
         if bounds is not None:
             actions = to_unit_range(actions, *(bound.reshape(-1) for bound in bounds))
-        statistics |= _mean_std("action", actions)
+        statistics |= mean_and_std("action", actions)
     return statistics
 
 
-def _mean_std(prefix: str, values: np.ndarray) -> dict[str, list[float]]:
+def mean_and_std(prefix: str, values: np.ndarray) -> dict[str, list[float]]:
+    """``<prefix>_mean`` and ``<prefix>_std`` of the rows of ``values``, as
+    ``register_statistics`` takes them (a column that barely varies keeps scale 1)."""
     values = values.astype(np.float64)
     std = values.std(axis=0)
     return {
@@ -171,6 +173,14 @@ class StandardizedBCModule(DefaultBCTorchRLModule):
         box_actions = isinstance(self.action_space, gym.spaces.Box)
         action_size = int(np.prod(self.action_space.shape)) if box_actions else None
         register_statistics(self, {"obs": flat_size(self.observation_space), "action": action_size})
+
+    def set_statistics(self, statistics: dict[str, list[float]]) -> None:
+        """Replace the statistics in place (``mean_and_std``'s keys), for data that grows
+        while training, as DAgger's aggregate does; a no-op without ``standardize``."""
+        for name, values in statistics.items():
+            buffer = getattr(self, name)
+            if buffer is not None:
+                buffer.copy_(torch.as_tensor(values, dtype=buffer.dtype))
 
     @override(DefaultBCTorchRLModule)
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:

@@ -8,12 +8,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.policy.sample_batch import SampleBatch
 
 from rlscale.algorithms.common.sampling import sample_env_steps, update_and_sync
 from rlscale.algorithms.imitation.dagger.aggregate import LabelledStates
 from rlscale.algorithms.imitation.dagger.config import DAggerConfig
+from rlscale.algorithms.offline.bc import mean_and_std
 from rlscale.datasets.store import RLSCALE_KEY, DatasetWrite, write_dataset
 from rlscale.envs import make_env
 from rlscale.envs.rllib import env_name_of
@@ -52,6 +54,7 @@ class DAgger(Algorithm):
             lambda runner: runner.module.set_beta(beta), local_env_runner=True
         )
         self._aggregate_labels()
+        self._standardize_with_the_aggregate()
         self._clone_expert()
         self.metrics.log_value(BETA, beta, window=1)
         self.metrics.log_value(AGGREGATE_SIZE, len(self.aggregate), window=1)
@@ -62,6 +65,20 @@ class DAgger(Algorithm):
         self._labels_lifetime += labels
         self.metrics.log_value(EXPERT_LABELS, labels, window=1)
         self.metrics.log_value(EXPERT_LABELS_LIFETIME, self._labels_lifetime, window=1)
+
+    def _standardize_with_the_aggregate(self) -> None:
+        """Give the Learner's module the aggregate's mean and std (``standardize``); the sync
+        after the update carries them, as buffers, to the EnvRunners."""
+        if not self.config.standardize:
+            return
+        rows = len(self.aggregate)
+        statistics = mean_and_std("obs", self.aggregate.observations.reshape(rows, -1))
+        actions = self.aggregate.actions
+        if np.issubdtype(actions.dtype, np.floating):
+            statistics |= mean_and_std("action", actions.reshape(rows, -1))
+        self.learner_group.foreach_learner(
+            lambda learner: learner.module[DEFAULT_MODULE_ID].unwrapped().set_statistics(statistics)
+        )
 
     def _clone_expert(self) -> None:
         batch_size = self.config.minibatch_size

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import gymnasium as gym
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from rlscale.algorithms.common.config import RlscaleConfigMixin
+from rlscale.algorithms.common.config import RlscaleConfigMixin, _action_space_of
 from rlscale.algorithms.imitation.cloning import ClonesLabelledStates
 from rlscale.algorithms.imitation.dagger.module import DAggerModule
 from rlscale.datasets.store import check_dataset_id, datasets_root
@@ -28,6 +29,7 @@ class DAggerConfig(RlscaleConfigMixin, ClonesLabelledStates, AlgorithmConfig):
         "updates_per_iteration",
         "aggregate_capacity",
         "aggregate_dataset",
+        "standardize",
     )
 
     def __init__(self, algo_class=None):
@@ -48,6 +50,12 @@ class DAggerConfig(RlscaleConfigMixin, ClonesLabelledStates, AlgorithmConfig):
         self.aggregate_dataset: str | None = None
         """A Minari dataset id (``NAMESPACE/NAME-vN``): when the run stops, the aggregate is
         written there, under ``MINARI_DATASETS_PATH`` (:meth:`DAgger.write_aggregate`)."""
+        self.standardize = True
+        """Standardize observations (and Box actions) with the aggregate's mean and std inside
+        the module, recomputed every round, and give a Box policy one free log std, as ``bc``
+        does with its dataset's (``StandardizedBCModule``). A balancing expert's states and
+        actions vary by a fraction of their range; in raw units the network barely tells them
+        apart."""
         self.train_batch_size_per_learner = 1_000
         """Env steps rolled out (and labelled) per round."""
         self.minibatch_size = 256
@@ -67,9 +75,14 @@ class DAggerConfig(RlscaleConfigMixin, ClonesLabelledStates, AlgorithmConfig):
 
     @property
     def _model_config_auto_includes(self) -> dict[str, Any]:
+        box_actions = isinstance(_action_space_of(self.env, self.env_config), gym.spaces.Box)
         return super()._model_config_auto_includes | {
             "expert": self.expert,
             "mixing_seed": self.seed,
+            "standardize": bool(self.standardize),
+            # The aggregate's statistics are set on the module every round (identity until then).
+            "dataset_statistics": None,
+            "free_log_std": bool(self.standardize) and box_actions,
         }
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
@@ -82,6 +95,8 @@ class DAggerConfig(RlscaleConfigMixin, ClonesLabelledStates, AlgorithmConfig):
                 "dagger needs an expert to label the states it visits: set `expert:` in the "
                 "spec (or --expert) to a scripted policy's name or a checkpoint folder"
             )
+        if not isinstance(self.standardize, bool):
+            self._value_error(f"standardize must be true or false, got {self.standardize!r}")
         if self.beta_schedule not in BETA_SCHEDULES:
             self._value_error(
                 f"beta_schedule must be one of {', '.join(BETA_SCHEDULES)}, "

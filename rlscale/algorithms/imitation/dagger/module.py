@@ -1,4 +1,5 @@
-"""DAgger's RLModule: RLlib's BC network that, on EnvRunners, mixes in and asks the expert."""
+"""DAgger's RLModule: BC's standardized network that, on EnvRunners, mixes in and asks the
+expert."""
 
 from __future__ import annotations
 
@@ -6,17 +7,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from ray.rllib.algorithms.bc.torch.default_bc_torch_rl_module import DefaultBCTorchRLModule
 from ray.rllib.core.columns import Columns
 
+from rlscale.algorithms.offline.bc import StandardizedBCModule
 from rlscale.policies import named_policy
 
 EXPERT_ACTIONS = "expert_actions"
 """The expert's label of each visited state: an extra model output of the exploration pass."""
 
 
-class DAggerModule(DefaultBCTorchRLModule):
-    """RLlib's BC network; on EnvRunners, the exploration pass mixes in and asks the expert.
+class DAggerModule(StandardizedBCModule):
+    """BC's network, standardized with the aggregate's statistics (``standardize``; the
+    algorithm sets them every round); on EnvRunners, the exploration pass mixes in and asks
+    the expert.
 
     ``_forward_exploration`` returns the action taken (the expert's with probability
     ``beta``, else the learner's greedy one) and, under ``EXPERT_ACTIONS``, the expert's
