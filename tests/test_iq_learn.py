@@ -89,6 +89,29 @@ def test_the_loss_prefers_the_q_function_that_ranks_the_expert_action_first():
     assert expert_first < expert_second
 
 
+def test_a_terminal_transition_leads_to_the_absorbing_states_optimal_value():
+    """With ``absorbing``, V(s') after a terminal transition is -2 alpha / (1 - gamma): the
+    minimizer of the absorbing state's own terms in the loss, (1 - gamma) V (its E_rho part)
+    plus ((1 - gamma) V)^2 / (4 alpha) (its regularizer part, r = V - gamma V)."""
+    from rlscale.algorithms.imitation.iq_learn.losses import absorbing_value
+
+    gamma, alpha = 0.99, 0.5
+    assert absorbing_value(gamma, alpha) == pytest.approx(-100.0)
+    values = torch.linspace(-300.0, 100.0, 40_001, dtype=torch.float64)
+    own_terms = (1 - gamma) * values + ((1 - gamma) * values) ** 2 / (4 * alpha)
+    assert values[own_terms.argmin()].item() == pytest.approx(-100.0, abs=0.02)
+
+    q = torch.tensor([[1.0, 0.0], [0.5, 2.0]])
+    next_q = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    actions, terminated = torch.tensor([0, 1]), torch.tensor([0.0, 1.0])
+    settings = dict(gamma=gamma, temperature=1.0, chi2_alpha=alpha)
+    _, plain = iq_learn_loss(q, next_q, actions, terminated, **settings)
+    _, absorbed = iq_learn_loss(q, next_q, actions, terminated, absorbing=True, **settings)
+    assert absorbed[0] == plain[0]  # a row that does not end is unchanged
+    assert plain[1].item() == pytest.approx(2.0)  # V(s') = 0 after the terminal transition
+    assert absorbed[1].item() == pytest.approx(2.0 + gamma * 100.0)
+
+
 def test_correlation_is_none_for_a_constant_reward():
     assert pearson_correlation(torch.arange(4.0), torch.ones(4)) is None
     assert pearson_correlation(torch.arange(4.0), 2 * torch.arange(4.0) + 1) == pytest.approx(1)

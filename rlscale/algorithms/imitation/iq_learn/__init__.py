@@ -30,6 +30,14 @@ any policy's occupancy ``rho``, so the loss minimized on each minibatch is
 The gradient runs through ``V(s')`` as well: this is the objective's own gradient, not a TD
 semi-gradient, so there is no target network.
 
+**Episode ends** (``absorbing_terminals``, on by default): the paper takes ``V(s') = 0`` after a
+terminal transition. Where the policy's episodes end and the expert's do not (a pole that falls),
+a recovered reward below zero on the policy's states then makes ending early the better choice.
+As in Kostrikov et al. 2019 ("Discriminator-Actor-Critic"), a terminal transition leads instead
+to an absorbing state that loops on itself; only the policy reaches it, and the loss's own terms
+for it are minimized by ``V = -2 alpha / (1 - gamma)`` (``losses.absorbing_value``), which is
+used directly.
+
 **Discrete actions** (``SoftQModule``): ``V(s) = tau log sum_a exp(Q(s,a)/tau)`` and
 ``pi ∝ exp(Q/tau)`` exactly (``temperature`` tau); evaluation acts greedily, ``argmax Q``.
 

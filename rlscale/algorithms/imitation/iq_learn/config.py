@@ -45,6 +45,7 @@ class IQLearnConfig(RlscaleConfigMixin, AlgorithmConfig):
         "target_entropy",
         "tau",
         "next_value_from_target",
+        "absorbing_terminals",
     )
     CONTINUOUS_DEFAULTS: ClassVar[dict[str, Any]] = {
         "continuous_actions": True,
@@ -101,6 +102,11 @@ class IQLearnConfig(RlscaleConfigMixin, AlgorithmConfig):
         self.next_value_from_target = False
         """Box actions: V(s') from the target critics (Polyak-averaged at ``tau``) rather than
         the critics being trained."""
+        self.absorbing_terminals = True
+        """A terminal transition leads to an absorbing state worth ``-2 chi2_alpha / (1 -
+        gamma)`` (``losses.absorbing_value``) instead of V = 0. The expert's episodes never
+        end that way; with V = 0, a recovered reward below zero on the policy's own states made
+        ending early the better choice (InvertedPendulum, docs/imitation.md)."""
         self.dataset_dir: str | None = None
         """The demonstrations' Minari ``data`` folder (set by ``--dataset``, checked first)."""
         self.minibatch_size = 256
@@ -166,6 +172,7 @@ class IQLearnConfig(RlscaleConfigMixin, AlgorithmConfig):
             "chi2_on_mixture",
             "learn_temperature",
             "next_value_from_target",
+            "absorbing_terminals",
         ):
             if not isinstance(getattr(self, key), bool):
                 self._value_error(f"{key} must be true or false, got {getattr(self, key)!r}")

@@ -61,6 +61,7 @@ class IQLearnLearner(TorchLearner):
             chi2_alpha=config.chi2_alpha,
             is_expert=is_expert,
             chi2_on_mixture=config.chi2_on_mixture,
+            absorbing=config.absorbing_terminals,
         )
         self.metrics.log_value((module_id, IQ_LOSS), loss.item(), window=1)
         log_recovered_reward(self, module_id, reward, batch, is_expert)
@@ -89,6 +90,7 @@ class ContinuousIQLearnLearner(SACLearner):
             temperature=alpha,
             chi2_alpha=config.chi2_alpha,
             chi2_on_mixture=config.chi2_on_mixture,
+            absorbing=config.absorbing_terminals,
         )
         logp = fwd_out[iq_module.ACTOR_LOGP]
         actor_loss = (alpha * logp - fwd_out[iq_module.ACTOR_Q]).mean()

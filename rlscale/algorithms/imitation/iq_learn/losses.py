@@ -35,6 +35,37 @@ def chi2_iq_objective(
     return (value_term - divergence_term + regularizer).sum()
 
 
+def absorbing_value(gamma: float, chi2_alpha: float) -> float:
+    """V of the absorbing state that follows a terminal transition, ``-2 alpha / (1 - gamma)``.
+
+    Kostrikov et al. 2019 ("Discriminator-Actor-Critic", ICLR, Sec. 4.2) replace the end of an
+    episode by an absorbing state that loops on itself, so that ending is valued like any other
+    outcome instead of with V = 0. Only the policy reaches it (the expert's episodes never end
+    that way), so in the loss above its rows enter E_rho and the mixture's regularizer alone,
+    with r = V - gamma V = (1 - gamma) V: minimizing (1 - gamma) V + ((1 - gamma) V)^2 /
+    (4 alpha) gives (1 - gamma) V = -2 alpha, a reward of -2 alpha every step forever, the
+    lowest the chi-squared objective assigns. This value is used directly, without rows or a
+    parameter for the absorbing state.
+    """
+    return -2.0 * chi2_alpha / (1.0 - gamma)
+
+
+def value_after(
+    next_value: torch.Tensor,
+    terminated: torch.Tensor,
+    *,
+    gamma: float,
+    chi2_alpha: float,
+    absorbing: bool,
+) -> torch.Tensor:
+    """V(s') where ``s'`` ends the episode: the absorbing state's value with ``absorbing``, else
+    0 (the paper's)."""
+    ended = terminated.bool()
+    if absorbing:
+        return torch.where(ended, absorbing_value(gamma, chi2_alpha), next_value)
+    return torch.where(ended, torch.zeros_like(next_value), next_value)
+
+
 def iq_learn_loss(
     q_values: torch.Tensor,
     next_q_values: torch.Tensor,
@@ -46,16 +77,23 @@ def iq_learn_loss(
     chi2_alpha: float,
     is_expert: torch.Tensor | None = None,
     chi2_on_mixture: bool = True,
+    absorbing: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Discrete actions: the chi-squared IQ-Learn loss, and the recovered reward ``[rows]``.
 
     ``q_values`` / ``next_q_values`` ``[rows, n_actions]`` at ``s`` and ``s'``; ``actions``
-    ``[rows]`` the logged ones; ``terminated`` ``[rows]`` (``V(s') = 0``); ``is_expert``
-    ``[rows]`` (None: every row is the expert's, the offline loss).
+    ``[rows]`` the logged ones; ``terminated`` ``[rows]`` (``V(s')`` is :func:`value_after`'s);
+    ``is_expert`` ``[rows]`` (None: every row is the expert's, the offline loss).
     """
     logged_q = q_values.gather(1, actions.long()[:, None])[:, 0]
     value = soft_value(q_values, temperature)
-    next_value = (1.0 - terminated.float()) * soft_value(next_q_values, temperature)
+    next_value = value_after(
+        soft_value(next_q_values, temperature),
+        terminated,
+        gamma=gamma,
+        chi2_alpha=chi2_alpha,
+        absorbing=absorbing,
+    )
     reward = logged_q - gamma * next_value
     if is_expert is None:
         is_expert = torch.ones_like(reward)
@@ -95,6 +133,7 @@ def continuous_iq_loss(
     temperature: float,
     chi2_alpha: float,
     chi2_on_mixture: bool,
+    absorbing: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Continuous actions: the chi-squared IQ-Learn loss of each critic (summed), and the
     recovered reward ``[critics, rows]``.
@@ -105,8 +144,12 @@ def continuous_iq_loss(
     own ``Q_i``.
     """
     value = sampled_soft_value(policy_q, policy_logp, temperature)
-    next_value = (1.0 - terminated.float()) * sampled_soft_value(
-        next_policy_q, next_policy_logp, temperature
+    next_value = value_after(
+        sampled_soft_value(next_policy_q, next_policy_logp, temperature),
+        terminated,
+        gamma=gamma,
+        chi2_alpha=chi2_alpha,
+        absorbing=absorbing,
     )
     reward = logged_q - gamma * next_value
     loss = chi2_iq_objective(
