@@ -103,6 +103,16 @@ def test_grid_search_turns_choices_into_grid_axes(tmp_path):
     assert param_space(sweep)["hyperparameters.lr"] == {"grid_search": [0.1, 0.2]}
 
 
+def test_the_expected_trial_count_is_the_grid_times_the_samples(tmp_path):
+    from rlscale.platform.tuning.search import expected_trials
+
+    # GOOD: one grid axis of 2 values, 2 samples of the rest.
+    assert expected_trials(load_sweep(write(tmp_path, GOOD))) == 4
+    sampled = GOOD.replace("hyperparameters.epsilon_end: {grid: [0.05, 0.1]}",
+                           "hyperparameters.epsilon_end: {uniform: [0.05, 0.1]}")
+    assert expected_trials(load_sweep(write(tmp_path, sampled))) == 2
+
+
 def test_unknown_tune_key_names_line_and_nearest(tmp_path):
     message = sweep_error(tmp_path, GOOD.replace("num_samples: 2", "num_sample: 2"))
     assert "sweep.yaml line 6:" in message
@@ -268,8 +278,48 @@ def test_live_trial_table_on_a_terminal_and_lines_elsewhere():
     assert "trial abc_00001 finished hyperparameters.lr=0.01 iter=3 return_mean=12.5" in (
         log.file.getvalue()
     )
+    # The total is the sweep's, not the trials Tune has created so far.
+    counted = TrialTable("return_mean", ["hyperparameters.lr"], log, total=8)
+    counted.on_trial_start(1, [_FakeTrial()], _FakeTrial())
+    assert "[0/8 done] trial abc_00001 started" in log.file.getvalue()
     # Tune pickles callbacks with the experiment state (for --resume).
     assert pickle.loads(pickle.dumps(table)).metric == "return_mean"
+    assert pickle.loads(pickle.dumps(counted)).total == 8
+
+
+def test_a_restored_trial_logs_each_iteration_once(tmp_path):
+    """A trial restored from its checkpoint at iteration 2 after it had logged 1-4: before
+    iteration 3 is logged again, rows 3 and 4 leave progress.csv and result.json, and Tune's
+    logger, appending through the handle it already holds, writes after what is kept."""
+    import json
+    from types import SimpleNamespace
+
+    from rlscale.platform.tuning.logs import OneRowPerIteration
+
+    progress, results = tmp_path / "progress.csv", tmp_path / "result.json"
+    progress.write_text("".join(["training_iteration,return_mean\n"] +
+                                [f"{i},{10 * i}\n" for i in range(1, 5)]))
+    results.write_text("".join(json.dumps({"training_iteration": i}) + "\n" for i in range(1, 5)))
+    logger_handle = progress.open("a")  # Tune's CSV logger holds the file open like this
+    trial = SimpleNamespace(trial_id="t1", local_path=str(tmp_path))
+    callback = OneRowPerIteration()
+
+    callback.on_trial_result(1, [trial], trial, {"training_iteration": 3})
+    logger_handle.write("3,33\n")
+    logger_handle.flush()
+    callback.on_trial_result(2, [trial], trial, {"training_iteration": 4})  # past the last: kept
+    logger_handle.write("4,44\n")
+    logger_handle.close()
+
+    assert progress.read_text().splitlines() == [
+        "training_iteration,return_mean", "1,10", "2,20", "3,33", "4,44"
+    ]
+    assert [json.loads(line)["training_iteration"] for line in results.read_text().splitlines()
+            ] == [1, 2]
+    # A new driver (--resume) reads the last logged iteration from the file.
+    fresh = OneRowPerIteration()
+    fresh.on_trial_result(1, [trial], trial, {"training_iteration": 5})
+    assert progress.read_text().splitlines()[-1] == "4,44"
 
 
 def test_each_sweep_curve_is_labelled_with_its_trials_searched_values():

@@ -209,6 +209,16 @@ def test_resume_after_the_driver_is_killed_keeps_finished_trials(tmp_path):
     for trial_id, progress in progress_before.items():
         # A finished trial was not run again: its results are exactly what they were.
         assert (experiment / f"trial_{trial_id}" / "progress.csv").read_text() == progress
+    for trial_dir in experiment.glob("trial_*"):
+        # The trial cut off by the kill ran again from its checkpoint (or from the start); its
+        # log holds every iteration once all the same.
+        with (trial_dir / "progress.csv").open() as handle:
+            logged = [int(row["training_iteration"]) for row in csv.DictReader(handle)]
+        assert logged == [1, 2, 3], (trial_dir.name, logged)
+    output = resumed.stdout + resumed.stderr
+    assert "Traceback" not in output, output[-3000:]
+    totals = {line.split("]")[0] for line in output.splitlines() if line.startswith("[")}
+    assert totals and all(total.endswith("/4 done") for total in totals), totals
 
 
 MULTINODE_SWEEP = """\

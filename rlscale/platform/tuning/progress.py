@@ -23,19 +23,28 @@ REDRAW_S = 0.5
 class TrialTable(Callback):
     """A Tune callback; picklable (Tune saves callbacks with the experiment state)."""
 
-    def __init__(self, metric: str, params: list[str], console: Console | None = None):
+    def __init__(
+        self,
+        metric: str,
+        params: list[str],
+        console: Console | None = None,
+        total: int | None = None,
+    ):
         self.metric = metric
         self.params = params
+        self.total = total
+        """The sweep's number of trials (``expected_trials``): Tune creates trials as it goes,
+        so counting the trials seen so far would make "[k/n done]" change as the sweep runs."""
         self._console = console
         self._live: Live | None = None
         self._lock = threading.Lock()
         self._drawn = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"metric": self.metric, "params": self.params}
+        return {"metric": self.metric, "params": self.params, "total": self.total}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["metric"], state["params"])
+        self.__init__(state["metric"], state["params"], total=state.get("total"))
 
     @property
     def console(self) -> Console:
@@ -92,10 +101,11 @@ class TrialTable(Callback):
         result = trial.last_result or {}
         params = " ".join(f"{p}={short_value(trial.config.get(p))}" for p in self.params)
         done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        total = max(self.total or 0, len(trials))
         metric = result.get(self.metric)
         tail = f" {self.metric}={short_value(metric)}" if metric is not None else ""
         self.console.print(
-            f"[{done}/{len(trials)} done] trial {trial.trial_id} {event} {params} "
+            f"[{done}/{total} done] trial {trial.trial_id} {event} {params} "
             f"iter={result.get('training_iteration', 0)}{tail}",
             highlight=False,
             markup=False,

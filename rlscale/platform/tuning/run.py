@@ -23,6 +23,7 @@ from rlscale.errors import OutputError, RlscaleError, SpecError
 from rlscale.platform.outputs import CHECKPOINT_MARKER, write_atomically
 from rlscale.platform.runtime import check_address, ray_session, resolve_gpus_per_learner
 from rlscale.platform.spec import ExperimentSpec, folder_name_problem
+from rlscale.platform.tuning.logs import OneRowPerIteration
 from rlscale.platform.tuning.progress import TrialTable
 from rlscale.platform.tuning.sweep import FifoOptions, Sweep, load_sweep
 
@@ -216,7 +217,12 @@ def _tuner(
 ):
     from ray import tune as ray_tune
 
-    from rlscale.platform.tuning.search import param_space, scheduler, search_algorithm
+    from rlscale.platform.tuning.search import (
+        expected_trials,
+        param_space,
+        scheduler,
+        search_algorithm,
+    )
     from rlscale.platform.tuning.trainable import RlscaleTrainable
 
     trainable = ray_tune.with_resources(
@@ -251,7 +257,10 @@ def _tuner(
         ),
         failure_config=ray_tune.FailureConfig(max_failures=sweep.tune.max_failures),
         verbose=0,
-        callbacks=[TrialTable(sweep.tune.metric, list(sweep.param_space), console)],
+        callbacks=[
+            TrialTable(sweep.tune.metric, list(sweep.param_space), console, expected_trials(sweep)),
+            OneRowPerIteration(),
+        ],
     )
     return ray_tune.Tuner(
         trainable, param_space=param_space(sweep), tune_config=tune_config, run_config=run_config

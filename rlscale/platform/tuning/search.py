@@ -46,6 +46,16 @@ def param_space(sweep: Sweep) -> dict[str, Any]:
     return space
 
 
+def expected_trials(sweep: Sweep) -> int:
+    """How many trials the sweep runs: ``num_samples`` times the size of the grid (Tune
+    repeats the whole grid for each sample; Optuna takes no grid)."""
+    trials = sweep.tune.num_samples
+    for value in param_space(sweep).values():
+        if isinstance(value, dict) and "grid_search" in value:
+            trials *= len(value["grid_search"])
+    return trials
+
+
 def search_algorithm(sweep: Sweep, seed: int | None):
     """None (Tune's own random/grid variant generator) or an Optuna searcher."""
     if sweep.tune.search != "optuna":
