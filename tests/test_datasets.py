@@ -3,6 +3,7 @@ and the Python API (``rlscale.list_datasets``, ...) the CLI wraps."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -132,6 +133,49 @@ def test_a_killed_writers_partial_folder_is_removed_by_the_next_write(root):
     _write(root, "after/kill-v0", [_cartpole_episode()])
     assert not stale.exists()
     assert live.is_dir()
+
+
+@pytest.mark.slow
+def test_a_collection_killed_midway_leaves_nothing_that_loads_and_the_next_one_cleans_up(root):
+    """A real SIGKILL of `rlscale datasets collect` while it streams episodes into its hidden
+    partial folder: no dataset appears, and the next collection in the root removes what the
+    dead writer left."""
+    import signal
+    import time
+
+    environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    environment["MINARI_DATASETS_PATH"] = str(root)
+    collector = subprocess.Popen(
+        [str(Path(sys.executable).with_name("rlscale")), "datasets", "collect",
+         "--env", "CartPole-v1", "--policy", "random", "--episodes", "1000000",
+         "--name", "killed/midway-v0"],
+        env=environment, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not any(path.is_file() for path in root.glob(".partial-*/**/*")):
+            assert collector.poll() is None, "the collection ended before it could be killed"
+            assert time.monotonic() < deadline, "no partial write appeared in time"
+            time.sleep(0.5)
+        time.sleep(1.0)  # well inside the stream of episodes
+        os.killpg(collector.pid, signal.SIGKILL)  # the CLI and its embedded Ray
+        collector.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(collector.pid, signal.SIGKILL)
+    left = [path.name for path in root.glob(".partial-*")]
+    assert left, "the kill should have left the writer's partial folder behind"
+    assert not (root / "killed").exists()
+    assert list_datasets(root) == []
+
+    after = run_cli(
+        "datasets", "collect", "--env", "CartPole-v1", "--policy", "random", "--episodes", "2",
+        "--name", "next/after-v0", env={"MINARI_DATASETS_PATH": str(root)},
+    )  # fmt: skip
+    assert after.returncode == 0, after.stderr[-2000:]
+    assert [entry.dataset_id for entry in list_datasets(root)] == ["next/after-v0"]
+    assert not list(root.glob(".partial-*")), "the dead writer's folder was not removed"
 
 
 def test_existing_dataset_is_never_overwritten(root):

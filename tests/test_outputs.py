@@ -190,6 +190,51 @@ def test_a_save_keeps_the_previous_checkpoint_until_the_new_one_is_in_place(tmp_
     assert sorted(path.name for path in tmp_path.iterdir()) == [FINAL_CHECKPOINT]
 
 
+KILLED_WRITER = """
+import os, sys, time
+from pathlib import Path
+from rlscale.platform.outputs import CheckpointWriter
+from rlscale.platform.spec import ExperimentSpec
+
+class HalfWrittenSave:
+    def save_to_path(self, path):
+        os.makedirs(path, exist_ok=True)
+        Path(path, "state").write_text("second")
+        print("writing", flush=True)
+        time.sleep(120)  # killed here, in the middle of the save
+
+output = Path(sys.argv[1])
+spec = ExperimentSpec(algorithm="ppo", env="CartPole-v1", output=output)
+CheckpointWriter(output, spec).save_final(HalfWrittenSave(), None)
+"""
+
+
+def test_a_process_killed_while_saving_keeps_the_previous_checkpoint(tmp_path):
+    """A real SIGKILL in the middle of a save (no handler runs): the previous final checkpoint
+    still loads as it was, the half-written one is a hidden folder nothing loads, and the next
+    save clears it away."""
+    import subprocess
+    import sys
+
+    writer = CheckpointWriter(tmp_path, _spec(tmp_path))
+    final = writer.save_final(_SavingAlgorithm("first"), None)
+    saver = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert saver.stdout.readline().strip() == "writing"
+    finally:
+        saver.kill()
+        saver.wait(timeout=30)
+    assert (final / "state").read_text() == "first"
+    assert read_checkpoint(final).path == final
+    hidden = [path.name for path in tmp_path.iterdir() if path.name.startswith(".")]
+    assert hidden == [f".{FINAL_CHECKPOINT}.partial"]
+    writer.save_final(_SavingAlgorithm("third"), None)
+    assert (final / "state").read_text() == "third"
+    assert sorted(path.name for path in tmp_path.iterdir()) == [FINAL_CHECKPOINT]
+
+
 def test_a_save_interrupted_between_its_renames_points_to_the_previous_checkpoint(tmp_path):
     writer = CheckpointWriter(tmp_path, _spec(tmp_path))
     final = writer.save_final(_SavingAlgorithm("first"), None)
