@@ -26,11 +26,16 @@ from rlscale.algorithms.policy_gradient.actor_critic import (
     ActorCriticConfig,
     ActorCriticLearner,
 )
+from rlscale.algorithms.policy_gradient.lean_update import LeanUpdateMixin, LeanUpdatesConfigMixin
 from rlscale.modules.rl_modules.actor_critic import VALUES
 
 
-class A2CConfig(ActorCriticConfig):
-    """A2C: one gradient step per sampled batch (no epochs, no minibatches)."""
+class A2CConfig(LeanUpdatesConfigMixin, ActorCriticConfig):
+    """A2C: one gradient step per sampled batch (no epochs, no minibatches).
+
+    ``lean_updates`` (default true) takes the step through the lean loop of
+    :mod:`rlscale.algorithms.policy_gradient.lean_update` where it applies.
+    """
 
     CONTINUOUS_DEFAULTS: ClassVar[dict[str, Any]] = {
         **BOX_ACTION_DEFAULTS,
@@ -70,7 +75,7 @@ class A2C(RLlibPPO):
         return A2CConfig()
 
 
-class A2CLearner(ActorCriticLearner):
+class A2CLearner(LeanUpdateMixin, ActorCriticLearner):
     """The policy-gradient, value and entropy terms above, summed into one loss."""
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out) -> torch.Tensor:

@@ -31,18 +31,20 @@ from rlscale.algorithms.policy_gradient.actor_critic import (
     ActorCriticConfig,
     ActorCriticLearner,
 )
+from rlscale.algorithms.policy_gradient.lean_update import LeanUpdateMixin, LeanUpdatesConfigMixin
 from rlscale.modules.rl_modules.actor_critic import VALUES
 
 APPROX_KL_KEY = "approx_kl"
 EPOCHS_STOPPED_KEY = "kl_early_stopped"
 
 
-class PPOConfig(ActorCriticConfig):
+class PPOConfig(LeanUpdatesConfigMixin, ActorCriticConfig):
     """PPO: clipped surrogate over ``num_epochs`` epochs of minibatches.
 
     ``value_clip_param`` (None = off) clips the new value to ±that around the value at sampling
     time; ``target_kl`` (None = off) stops the epochs once a minibatch's approximate KL exceeds
-    1.5 × ``target_kl``.
+    1.5 × ``target_kl``. ``lean_updates`` (default true) runs the minibatch loop of
+    :mod:`rlscale.algorithms.policy_gradient.lean_update` where it applies.
     """
 
     RLSCALE_KEYS: ClassVar[tuple[str, ...]] = ("value_clip_param", "target_kl")
@@ -89,7 +91,7 @@ class PPO(RLlibPPO):
         return PPOConfig()
 
 
-class PPOLearner(ActorCriticLearner):
+class PPOLearner(LeanUpdateMixin, ActorCriticLearner):
     """Clipped surrogate, optional value clipping, optional KL early stop."""
 
     def build(self) -> None:
@@ -99,6 +101,9 @@ class PPOLearner(ActorCriticLearner):
     def before_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
         super().before_gradient_based_update(timesteps=timesteps)
         self._kl_stopped = False
+
+    def updates_stopped(self) -> bool:
+        return self._kl_stopped
 
     def _update(self, batch: dict[str, Any]) -> tuple[Any, Any, Any]:
         if self._kl_stopped:
