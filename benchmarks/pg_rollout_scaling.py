@@ -66,11 +66,8 @@ def raw_vector_env_steps_per_s(env_name: str, num_envs: int, seconds: float) -> 
     return steps / elapsed
 
 
-def ppo_sampling_steps_per_s(
-    env_name: str, num_env_runners: int, seconds: float, env_runner: str = "vector"
-) -> float:
-    from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
-
+def build_ppo(env_name: str, num_env_runners: int, vector_sampling: bool = True):
+    """rlscale's PPO for the env (defaults, seed 0) with ``ENVS_PER_RUNNER`` envs per runner."""
     import rlscale
     from rlscale.platform.experiment import prepare
 
@@ -82,11 +79,18 @@ def ppo_sampling_steps_per_s(
             "num_env_runners": num_env_runners,
             "num_envs_per_env_runner": ENVS_PER_RUNNER,
         },
-        hyperparameters={"vector_sampling": env_runner == "vector"},
+        hyperparameters={"vector_sampling": vector_sampling},
     )
-    config = prepare(spec).config
-    algo = config.build_algo()
-    batch = config.total_train_batch_size
+    return prepare(spec).config.build_algo()
+
+
+def ppo_sampling_steps_per_s(
+    env_name: str, num_env_runners: int, seconds: float, env_runner: str = "vector"
+) -> float:
+    from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
+
+    algo = build_ppo(env_name, num_env_runners, vector_sampling=env_runner == "vector")
+    batch = algo.config.total_train_batch_size
     try:
         synchronous_parallel_sample(  # warm-up: actors started, first episodes reset
             worker_set=algo.env_runner_group, max_env_steps=batch, _uses_new_env_runners=True
@@ -112,21 +116,8 @@ def multinode_costs(env_name: str, num_env_runners: int, seconds: float) -> dict
     import ray
     from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 
-    import rlscale
-    from rlscale.platform.experiment import prepare
-
-    spec = rlscale.ExperimentSpec(
-        algorithm="ppo",
-        env=env_name,
-        seed=0,
-        resources={
-            "num_env_runners": num_env_runners,
-            "num_envs_per_env_runner": ENVS_PER_RUNNER,
-        },
-    )
-    config = prepare(spec).config
-    algo = config.build_algo()
-    batch = config.total_train_batch_size
+    algo = build_ppo(env_name, num_env_runners)
+    batch = algo.config.total_train_batch_size
     group = algo.env_runner_group
 
     def sample_batch():

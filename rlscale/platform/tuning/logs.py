@@ -50,7 +50,7 @@ class OneRowPerIteration(Callback):
 
 
 def last_logged_iteration(trial_dir: Path) -> int | None:
-    """The iteration of the last row of the trial's ``progress.csv``; None without one."""
+    """The highest iteration in the trial's ``progress.csv``; None without one."""
     rows = _read_progress(trial_dir / EXPR_PROGRESS_FILE)[1]
     iterations = [_iteration(row.get(ITERATION)) for row in rows]
     return max((i for i in iterations if i is not None), default=None)
