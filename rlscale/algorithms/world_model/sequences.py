@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from rlscale.algorithms.common.offline import dataset_dir_problem
 from rlscale.datasets.store import open_dataset
 from rlscale.errors import DatasetError
 
@@ -211,3 +212,20 @@ def longest_episode_in_dataset(data_dir: str | Path) -> int:
     dataset = open_dataset(data_dir)
     metadata = dataset.storage.get_episode_metadata(range(dataset.total_episodes))
     return max((int(entry["total_steps"]) for entry in metadata), default=0)
+
+
+def sequence_dataset_problem(dataset_dir: str | None, sequence_length: int) -> str | None:
+    """What is wrong with ``dataset_dir`` as the sequences of a world model (it is not a
+    dataset, or no episode holds ``sequence_length`` observations); None when nothing is (or
+    there is no dataset)."""
+    problem = dataset_dir_problem(dataset_dir)
+    if problem or not dataset_dir:
+        return problem
+    longest = longest_episode_in_dataset(dataset_dir)
+    if longest + 1 >= sequence_length:
+        return None
+    return (
+        f"sequence_length is {sequence_length} steps, and the longest episode of the dataset "
+        f"has {longest} transitions ({longest + 1} observations): no sequence fits. Set "
+        f"sequence_length to at most {longest + 1}, or use a dataset with longer episodes"
+    )

@@ -11,10 +11,9 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rlscale.algorithms.common.config import RlscaleConfigMixin
-from rlscale.algorithms.common.offline import dataset_dir_problem
 from rlscale.algorithms.world_model.dreamer.learner import DreamerLearner
 from rlscale.algorithms.world_model.dreamer.module import DreamerModule, world_model_spec
-from rlscale.algorithms.world_model.sequences import longest_episode_in_dataset
+from rlscale.algorithms.world_model.sequences import sequence_dataset_problem
 
 COUNT_KEYS = (
     "sequence_length",
@@ -152,19 +151,9 @@ class DreamerConfig(RlscaleConfigMixin, AlgorithmConfig):
         self._validate_dataset()
 
     def _validate_dataset(self) -> None:
-        problem = dataset_dir_problem(self.dataset_dir)
+        problem = sequence_dataset_problem(self.dataset_dir, self.sequence_length)
         if problem:
             self._value_error(problem)
-        if not self.dataset_dir:
-            return
-        longest = longest_episode_in_dataset(self.dataset_dir)
-        if longest + 1 < self.sequence_length:
-            self._value_error(
-                f"sequence_length is {self.sequence_length} steps, and the longest episode of "
-                f"the dataset has {longest} transitions ({longest + 1} observations): no "
-                f"sequence fits. Set sequence_length to at most {longest + 1}, or use a "
-                f"dataset with longer episodes"
-            )
 
     def _validate_layout(self) -> None:
         if self.num_learners > 1:

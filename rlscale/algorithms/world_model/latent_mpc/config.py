@@ -11,12 +11,11 @@ from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rlscale.algorithms.common.config import RlscaleConfigMixin
-from rlscale.algorithms.common.offline import dataset_dir_problem
 from rlscale.algorithms.common.settings import settings_from
 from rlscale.algorithms.world_model.checkpoints import space_mismatch, world_model_source
 from rlscale.algorithms.world_model.latent_mpc.learner import LatentMPCLearner
 from rlscale.algorithms.world_model.latent_mpc.module import LatentMPCModule, world_model_spec
-from rlscale.algorithms.world_model.sequences import longest_episode_in_dataset
+from rlscale.algorithms.world_model.sequences import sequence_dataset_problem
 from rlscale.envs import resolve_env
 from rlscale.envs.rllib import env_name_of
 from rlscale.modules.planning.cem import CEMSettings
@@ -164,18 +163,9 @@ class LatentMPCConfig(RlscaleConfigMixin, AlgorithmConfig):
         self._validate_inputs()
 
     def _validate_inputs(self) -> None:
-        problem = dataset_dir_problem(self.dataset_dir)
+        problem = sequence_dataset_problem(self.dataset_dir, self.sequence_length)
         if problem:
             self._value_error(problem)
-        if self.dataset_dir:
-            longest = longest_episode_in_dataset(self.dataset_dir)
-            if longest + 1 < self.sequence_length:
-                self._value_error(
-                    f"sequence_length is {self.sequence_length} steps, and the longest episode of "
-                    f"the dataset has {longest} transitions ({longest + 1} observations): no "
-                    f"sequence fits. Set sequence_length to at most {longest + 1}, or use a "
-                    f"dataset with longer episodes"
-                )
         if self.model_checkpoint:
             self._validate_model_checkpoint()
 
