@@ -307,6 +307,18 @@ def test_bc_on_expert_cartpole_reaches_475_and_evaluates(ray_local, root, tmp_pa
     assert recollected.write.episodes == 2
 
 
+def test_evaluation_interval_zero_switches_every_evaluation_off(ray_local, root, tmp_path):
+    # A benchmark timing training alone sets 0: not even the evaluation an offline run adds
+    # after its first iteration may run, and the checkpoint still evaluates afterwards.
+    _collect(root, "CartPole-v1", "cartpole_balance", "cart/no-eval-v0", episodes=2, noise=0.0)
+    result = _train(
+        tmp_path, "bc", "CartPole-v1", "cart/no-eval-v0", iterations=2, evaluation_interval=0
+    )
+    assert len(result.history) == 2
+    assert not any(metrics.has_return for metrics in result.history)
+    assert rlscale.evaluate(result.checkpoint, episodes=1).episodes == 1
+
+
 @pytest.mark.slow
 def test_discrete_cql_beats_the_noisy_policy_that_collected_its_data(ray_local, root, tmp_path):
     collected = _collect(

@@ -166,6 +166,12 @@ def _prepare_dataset(prepared: PreparedExperiment, attach: bool) -> None:
     prepared.dataset = summarize(spec.dataset)
     attach_dataset = prepared.algorithm.attach_dataset or use_minari_dataset
     attach_dataset(config, prepared.dataset.data_dir)
+    if prepared.algorithm.offline and not config.evaluation_interval:
+        # Evaluation switched off (`evaluation_interval: 0`): nothing builds the env, and
+        # RLlib's offline configs then need its spaces given.
+        config.environment(
+            observation_space=env_info.observation_space, action_space=env_info.action_space
+        )
 
 
 def _prepare_expert(prepared: PreparedExperiment) -> None:

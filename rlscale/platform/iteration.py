@@ -98,11 +98,12 @@ class IterationStep:
     def _evaluate_from_the_first_iteration(self, raw: dict[str, Any]) -> None:
         """Add an evaluation after iteration 1, so that an offline run's progress line, plot
         and metrics show a return from the start: RLlib evaluates only at iterations N, 2N, ...
-        (``evaluation_interval``)."""
+        (``evaluation_interval``). ``evaluation_interval: 0`` switches evaluation off, this
+        one included."""
         iteration = raw["training_iteration"]
-        interval = self.algo.config.evaluation_interval or 0
-        if interval and iteration % interval == 0:
-            return  # RLlib's own evaluation
+        interval = self.algo.config.evaluation_interval
+        if not interval or iteration % interval == 0:
+            return  # no evaluation at all, or RLlib's own
         if iteration == 1:
             raw[EVALUATION_RESULTS] = self._first_evaluation()
         elif iteration == 2:
