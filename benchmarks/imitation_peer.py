@@ -19,9 +19,11 @@ written once as a Minari dataset (rlscale) and as an ``.npz`` file (the peer,
 
 Each library keeps its own network and optimizer defaults. The score is the mean greedy return
 over 10 episodes from env seed 100 on, the same protocol on both sides; the time is the wall
-time of training alone (no evaluation), each run in its own process, one at a time, rlscale and
-the peer alternating so that both see the same machine. MuJoCo envs are -v5 in rlscale and -v4
-in the peer's gymnasium 0.29 (the same model and reward).
+time of training alone (no evaluation, imports done before the clock starts): the peer's runs
+each in their own process, rlscale's one after another in this one, each starting and stopping
+its embedded Ray (counted: a user's run pays it too; ``ray_start_s`` in the JSON). One run at a
+time, rlscale and the peer alternating so that both see the same machine. MuJoCo envs are -v5
+in rlscale and -v4 in the peer's gymnasium 0.29 (the same model and reward).
 """
 
 from __future__ import annotations
@@ -93,10 +95,9 @@ def rlscale_spec(algorithm: str, env_id: str, dataset: str, seed: int, work: Pat
     if algorithm == "bc":
         iterations = BC_UPDATES // 100  # bc: 100 updates of 256 per iteration
         extra["dataset"] = dataset
-        # Offline algorithms evaluate in the env every few iterations while training; the
-        # peer does not, and the time measured is training alone. (RLlib's offline config
-        # needs an evaluation interval when it is not given the spaces: one past the run.)
-        hyperparameters["evaluation_interval"] = iterations + 1
+        # Offline algorithms evaluate in the env while training; the peer does not, and the
+        # time measured is training alone: 0 switches every evaluation off.
+        hyperparameters["evaluation_interval"] = 0
     elif algorithm == "dagger":
         iterations = DAGGER_ROUNDS
         extra["expert"] = EXPERTS[env_id]
@@ -130,6 +131,7 @@ def run_rlscale(algorithm: str, env_id: str, dataset: str, seed: int, work: Path
     return {
         "return": evaluation.mean_return,
         "wall_s": wall_s,
+        "ray_start_s": result.ray_start_s,
         "env_steps": result.final.env_steps,
     }
 
@@ -193,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     if not PEER_PYTHON.exists():
         raise SystemExit("the imitation library's venv is missing: run `make bench-imitation-venv`")
 
+    rlscale.train  # noqa: B018 - its lazy import, outside the first run's clock
     work = Path(tempfile.mkdtemp(prefix="imitation_peer_"))
     os.environ["MINARI_DATASETS_PATH"] = str(work / "datasets")
     rows = []
