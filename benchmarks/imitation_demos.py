@@ -19,11 +19,13 @@ Ray (bound to 127.0.0.1), one run at a time:
   demonstrations' states only;
 - ``state_only_il``: 20 iterations (20,480 env steps), the demonstrations' states only.
 
-On InvertedPendulum-v5 ``iq_learn`` is online (20 iterations, 20,000 env steps).
+On InvertedPendulum-v5 ``iq_learn`` is online (20 iterations, 20,000 env steps) and
+``state_only_il`` trains 10 iterations (10,240 env steps).
 
-The score is the greedy evaluation at the end of training (10 episodes, the offline runs'
-periodic evaluation). Prints a Markdown table (mean and per-seed returns per algorithm and N)
-and, with ``--json``, writes every run.
+The score is the greedy evaluation at the end of training (10 episodes; ``evaluation_interval``
+is set to the run's iterations, so none runs in between: before 2026-12-04 they evaluated every
+5 iterations, with the same last evaluation). Prints a Markdown table (mean and per-seed
+returns per algorithm and N) and, with ``--json``, writes every run.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ SETTINGS = {
     },
     "InvertedPendulum-v5": {
         "expert": "inverted_pendulum_balance",
-        "iterations": {"bc": 50, "bco": 5, "iq_learn": 20, "state_only_il": 20},
+        "iterations": {"bc": 50, "bco": 5, "iq_learn": 20, "state_only_il": 10},
     },
 }
 """Per env: the scripted expert and each algorithm's training iterations (module doc)."""
@@ -79,14 +81,18 @@ def write_demonstrations(env_id: str, count: int, root: Path) -> str:
 
 
 def train_once(env_id: str, algorithm: str, dataset: str, seed: int, output: Path) -> dict:
+    iterations = SETTINGS[env_id]["iterations"][algorithm]
     spec = rlscale.ExperimentSpec(
         algorithm=algorithm,
         env=env_id,
         dataset=dataset,
-        stop={"iterations": SETTINGS[env_id]["iterations"][algorithm]},
+        stop={"iterations": iterations},
         seed=seed,
         output=output,
         checkpoint={"every": 0},
+        # The score is the evaluation at the last iteration; none in between (an offline run
+        # still adds one after its first iteration).
+        hyperparameters={"evaluation_interval": iterations},
     )
     started = time.perf_counter()
     result = rlscale.train(spec)
