@@ -93,7 +93,7 @@ def evaluate(
     # Offline algorithms are rebuilt without their dataset: evaluation needs only the env.
     prepared = prepare(spec, attach_dataset=False)
     info.check_algorithm_class(prepared.config.algo_class)
-    check_saved_state(info.path, has_env_runner=_trained_with_an_env_runner(prepared))
+    check_saved_state(info.path, has_env_runner=not prepared.offline_without_evaluation)
     if video_path is not None:  # made only once the checkpoint and its spec are known good
         _make_video_dir(video_path)
     title = f"rlscale evaluate {info.path}"
@@ -131,7 +131,8 @@ policy."""
 def check_saved_state(checkpoint: Path, has_env_runner: bool = True) -> None:
     """Refuse, before Ray starts, a checkpoint missing the state RLlib restores from: RLlib
     would skip a missing EnvRunner folder silently and act without its observation filters.
-    ``has_env_runner=False``: the run had none to save (below)."""
+    ``has_env_runner=False``: the run had none to save
+    (``PreparedExperiment.offline_without_evaluation``)."""
     missing = [name for name in SAVED_STATE if not (checkpoint / name).exists()]
     if has_env_runner and not any((checkpoint / name).is_dir() for name in ENV_RUNNER_STATES):
         missing.append(f"EnvRunner state ({', '.join(ENV_RUNNER_STATES)})")
@@ -141,13 +142,6 @@ def check_saved_state(checkpoint: Path, has_env_runner: bool = True) -> None:
             "of the run's checkpoints (checkpoints/iter_*) or the folder `rlscale train` wrote, "
             "unedited."
         )
-
-
-def _trained_with_an_env_runner(prepared: PreparedExperiment) -> bool:
-    """False for an offline run with evaluation switched off (``evaluation_interval: 0``):
-    it built no EnvRunner, so its checkpoints hold no EnvRunner state (nor any filter state to
-    lose: offline training never updates an EnvRunner's filters)."""
-    return not (prepared.algorithm.offline and not prepared.config.evaluation_interval)
 
 
 def evaluation_log(checkpoint: Path) -> Path | None:

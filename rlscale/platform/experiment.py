@@ -54,6 +54,14 @@ class PreparedExperiment:
             return None
         return normalized_score(raw_return, self.dataset.ref_min_score, self.dataset.ref_max_score)
 
+    @property
+    def offline_without_evaluation(self) -> bool:
+        """An offline algorithm with evaluation switched off (``evaluation_interval: 0``): it
+        builds no EnvRunner at all, so RLlib needs the env's spaces given and its checkpoints
+        hold no EnvRunner state (nor any filter state to lose: offline training never updates
+        an EnvRunner's filters)."""
+        return self.algorithm.offline and not self.config.evaluation_interval
+
 
 def prepare(spec: ExperimentSpec, attach_dataset: bool = True) -> PreparedExperiment:
     """Check the spec against the registries and build its AlgorithmConfig; needs no Ray.
@@ -166,9 +174,7 @@ def _prepare_dataset(prepared: PreparedExperiment, attach: bool) -> None:
     prepared.dataset = summarize(spec.dataset)
     attach_dataset = prepared.algorithm.attach_dataset or use_minari_dataset
     attach_dataset(config, prepared.dataset.data_dir)
-    if prepared.algorithm.offline and not config.evaluation_interval:
-        # Evaluation switched off (`evaluation_interval: 0`): nothing builds the env, and
-        # RLlib's offline configs then need its spaces given.
+    if prepared.offline_without_evaluation:
         config.environment(
             observation_space=env_info.observation_space, action_space=env_info.action_space
         )
