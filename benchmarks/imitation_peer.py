@@ -3,7 +3,7 @@
     make bench-imitation-venv
     nice -n 19 .venv/bin/python benchmarks/imitation_peer.py [--envs CartPole-v1
         InvertedPendulum-v5] [--algorithms bc dagger gail] [--seeds 0 1 2]
-        [--json benchmarks/results/imitation_peer.json]
+        [--json benchmarks/results/imitation_peer.json] [--same-network]
 
 The expert is a scripted controller (``cartpole_balance``, ``inverted_pendulum_balance``), the
 same function in both libraries: imitation's DAgger queries it through a stable-baselines3
@@ -17,7 +17,10 @@ written once as a Minari dataset (rlscale) and as an ``.npz`` file (the peer,
 - ``gail``: the 4 demonstrations, ``GAIL_ENV_STEPS`` env steps of PPO on the discriminator's
   reward (CartPole only).
 
-Each library keeps its own network and optimizer defaults. The score is the mean greedy return
+Each library keeps its own network and optimizer defaults; with ``--same-network`` rlscale's
+``bc`` and ``dagger`` use the peer's policy network instead (``PEER_NETWORK``: imitation's
+``FeedForward32Policy``, two tanh layers of 32), so that the two differ in their machinery
+rather than in the size of the network they train. The score is the mean greedy return
 over 10 episodes from env seed 100 on, the same protocol on both sides; the time is the wall
 time of training alone (no evaluation, imports done before the clock starts): the peer's runs
 each in their own process, rlscale's one after another in this one, each starting and stopping
@@ -58,6 +61,8 @@ BC_UPDATES = 2_000
 DAGGER_ROUNDS, DAGGER_LABELS_PER_ROUND, DAGGER_UPDATES_PER_ROUND = 4, 500, 500
 GAIL_ENV_STEPS = 40_000
 EVAL_EPISODES, EVAL_SEED = 10, 100
+PEER_NETWORK = {"hidden_sizes": [32, 32], "activation": "tanh"}
+"""imitation's BC and DAgger policy (``FeedForward32Policy``: ActorCriticPolicy, tanh)."""
 
 
 def write_demonstrations(env_id: str, work: Path) -> tuple[str, Path]:
@@ -88,7 +93,9 @@ def write_demonstrations(env_id: str, work: Path) -> tuple[str, Path]:
     return name, npz
 
 
-def rlscale_spec(algorithm: str, env_id: str, dataset: str, seed: int, work: Path):
+def rlscale_spec(
+    algorithm: str, env_id: str, dataset: str, seed: int, work: Path, same_network: bool = False
+):
     hyperparameters: dict = {}
     iterations = 0
     extra: dict = {}
@@ -110,6 +117,8 @@ def rlscale_spec(algorithm: str, env_id: str, dataset: str, seed: int, work: Pat
     else:
         extra["dataset"] = dataset
         hyperparameters = {"num_demos": DEMOS}
+    if same_network and algorithm in ("bc", "dagger"):
+        hyperparameters |= PEER_NETWORK
     stop = {"iterations": iterations} if iterations else {"timesteps": GAIL_ENV_STEPS}
     return rlscale.ExperimentSpec(
         algorithm=algorithm,
@@ -123,9 +132,12 @@ def rlscale_spec(algorithm: str, env_id: str, dataset: str, seed: int, work: Pat
     )
 
 
-def run_rlscale(algorithm: str, env_id: str, dataset: str, seed: int, work: Path) -> dict:
+def run_rlscale(
+    algorithm: str, env_id: str, dataset: str, seed: int, work: Path, same_network: bool
+) -> dict:
+    spec = rlscale_spec(algorithm, env_id, dataset, seed, work, same_network)
     started = time.perf_counter()
-    result = rlscale.train(rlscale_spec(algorithm, env_id, dataset, seed, work))
+    result = rlscale.train(spec)
     wall_s = time.perf_counter() - started
     evaluation = rlscale.evaluate(result.checkpoint, episodes=EVAL_EPISODES, seed=EVAL_SEED)
     return {
@@ -191,6 +203,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--algorithms", nargs="+", default=["bc", "dagger", "gail"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--same-network",
+        action="store_true",
+        help="rlscale's bc and dagger train the peer's policy network ([32, 32] tanh)",
+    )
     args = parser.parse_args(argv)
     if not PEER_PYTHON.exists():
         raise SystemExit("the imitation library's venv is missing: run `make bench-imitation-venv`")
@@ -206,7 +223,9 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             for seed in args.seeds:
                 row = {"env": env_id, "algorithm": algorithm, "seed": seed}
-                row["rlscale"] = run_rlscale(algorithm, env_id, dataset, seed, work)
+                row["rlscale"] = run_rlscale(
+                    algorithm, env_id, dataset, seed, work, args.same_network
+                )
                 row["imitation"] = run_peer(algorithm, env_id, npz, seed, work)
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr)
@@ -222,6 +241,7 @@ def main(argv: list[str] | None = None) -> None:
                 "dagger": [DAGGER_ROUNDS, DAGGER_LABELS_PER_ROUND, DAGGER_UPDATES_PER_ROUND],
                 "gail_env_steps": GAIL_ENV_STEPS,
             },
+            "rlscale_network": PEER_NETWORK if args.same_network else "each algorithm's default",
             "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
             "rows": rows,
         }

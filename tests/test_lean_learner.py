@@ -1,4 +1,5 @@
-"""The lean minibatch loop of PPO and A2C against RLlib's update path on the same batch."""
+"""The lean minibatch loop of PPO, A2C and the cloning Learners (BC, DAgger, BCO) against
+RLlib's update path on the same batch."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from ray.rllib.core.learner.learner import Learner
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.minibatch_utils import MiniBatchCyclicIterator
 
+from rlscale.algorithms.common.lean_update import LeanUpdateMixin, minibatch_schedule
 from rlscale.algorithms.common.vector_env_runner import VectorEnvRunner
+from rlscale.algorithms.imitation import BCOConfig, DAggerConfig
+from rlscale.algorithms.offline.bc import BCConfig
 from rlscale.algorithms.policy_gradient import A2CConfig, PPOConfig, TRPOConfig
-from rlscale.algorithms.policy_gradient.lean_update import LeanUpdateMixin, minibatch_schedule
 from rlscale.platform.experiment import ExperimentSpec, prepare
 
 MODULE = "default_policy"
@@ -233,6 +236,50 @@ def test_ppo_kl_early_stop_is_kept():
     assert lean._kl_stopped and reference._kl_stopped
 
 
+def _labelled_batch(env: str, rows: int) -> MultiAgentBatch:
+    """Random states of ``env`` with random actions (in the policy's [-1, 1] for a Box)."""
+    space = gym.make(env)
+    space.observation_space.seed(0)
+    space.action_space.seed(0)
+    observations = np.stack([space.observation_space.sample() for _ in range(rows)])
+    actions = np.stack([space.action_space.sample() for _ in range(rows)])
+    if isinstance(space.action_space, gym.spaces.Box):
+        actions = np.clip(actions / space.action_space.high, -0.99, 0.99)
+    batch = SampleBatch({"obs": observations.astype(np.float32), "actions": actions})
+    return MultiAgentBatch({MODULE: batch}, rows)
+
+
+@pytest.mark.parametrize(
+    ("config_class", "env"),
+    [
+        (BCConfig, "CartPole-v1"),
+        (BCConfig, "Pendulum-v1"),
+        (DAggerConfig, "CartPole-v1"),
+        (BCOConfig, "Pendulum-v1"),
+    ],
+)
+def test_cloning_lean_update_equals_rllibs(config_class, env):
+    # 200 labelled states in minibatches of 64, one pass: the last runs over the batch's end.
+    batch = _labelled_batch(env, 200)
+    lean = _learner(_config(config_class, env), env)
+    reference = _learner(
+        _config(config_class, env, lean_updates=False), env, lean.module.get_state()
+    )
+    assert lean.lean_problem is None
+    assert reference.lean_problem == "lean_updates is off"
+    records, results = [], []
+    for learner in (lean, reference):
+        records.append(_Recorder(learner))
+        results.append(
+            learner.update(
+                batch=copy.deepcopy(batch), timesteps={}, num_epochs=1, minibatch_size=64
+            )
+        )
+    metrics = [_flat_metrics(r) for r in results]
+    _assert_same_update(lean, reference, records, metrics, 4)
+    assert _rows(metrics[0]) == 4 * 64
+
+
 # --- where the lean path does not apply ---------------------------------------------------
 
 
@@ -318,9 +365,10 @@ def test_multi_agent_falls_back_to_rllibs_loop(monkeypatch):
 # --- the key ------------------------------------------------------------------------------
 
 
-def test_lean_updates_key_is_validated_and_ppo_a2c_only():
-    assert PPOConfig().lean_updates is True and A2CConfig().lean_updates is True
-    assert "lean_updates" in PPOConfig().rlscale_keys()
+def test_lean_updates_key_is_validated_and_on_where_the_loop_applies():
+    for config_class in (PPOConfig, A2CConfig, BCConfig, DAggerConfig, BCOConfig):
+        assert config_class().lean_updates is True
+        assert "lean_updates" in config_class().rlscale_keys()
     assert PPOConfig().training(lean_updates=False).lean_updates is False
     assert "lean_updates" not in TRPOConfig().rlscale_keys()  # TRPO keeps RLlib's loop
     config = PPOConfig().environment("CartPole-v1").training(lean_updates="yes")

@@ -41,6 +41,12 @@ EVERY_OFFLINE_ALGORITHM = [
 """Each offline algorithm with an env it accepts and a scripted policy to collect data there."""
 
 
+def _streamed(algorithm: str) -> dict:
+    """Hyper-parameters that send ``algorithm``'s small test dataset through Ray Data (bc reads
+    one of up to ``in_memory_transitions`` into memory)."""
+    return {"in_memory_transitions": 0} if algorithm == "bc" else {}
+
+
 @pytest.fixture
 def root(tmp_path, monkeypatch):
     folder = tmp_path / "datasets"
@@ -247,6 +253,7 @@ def test_the_default_shuffle_buffer_mixes_shards_in_every_offline_algorithm(
         "mix/shards-v0",
         iterations=1,
         dataset_num_iters_per_learner=2,
+        **_streamed(algorithm),
     )
 
     # Without the buffer reaching the learner (RLlib's CQL step dropped it, and it was off by
@@ -267,7 +274,7 @@ def test_stopping_an_offline_algorithm_closes_its_data_iterator_while_ray_is_up(
         env=env,
         dataset="stop/iterator-v0",
         seed=0,
-        hyperparameters={"dataset_num_iters_per_learner": 2},
+        hyperparameters={"dataset_num_iters_per_learner": 2, **_streamed(algorithm)},
     )
     algo = prepare(spec).config.build_algo()
     algo.train()
@@ -317,6 +324,88 @@ def test_evaluation_interval_zero_switches_every_evaluation_off(ray_local, root,
     assert len(result.history) == 2
     assert not any(metrics.has_return for metrics in result.history)
     assert rlscale.evaluate(result.checkpoint, episodes=1).episodes == 1
+
+
+# ------------------------------------------------------------------------ BC's in-memory data
+
+
+def test_bc_reads_a_small_dataset_into_memory_and_streams_a_larger_one(minari_root):
+    name = write_scripted_dataset(minari_root, "cart/two-v0", 2, "CartPole-v1", "cartpole_balance")
+    spec = rlscale.ExperimentSpec(algorithm="bc", env="CartPole-v1", dataset=name, seed=0)
+    assert prepare(spec).config.offline_data_class is offline_data.InMemoryOfflineData
+    # 1,000 transitions: above a limit of 999 (or 0) they stream through Ray Data.
+    for limit in (999, 0):
+        streamed = spec.model_copy(update={"hyperparameters": {"in_memory_transitions": limit}})
+        assert prepare(streamed).config.offline_data_class is offline_data.MinariOfflineData
+    at_limit = spec.model_copy(update={"hyperparameters": {"in_memory_transitions": 1_000}})
+    assert prepare(at_limit).config.offline_data_class is offline_data.InMemoryOfflineData
+    for bad in (-1, "many", 1.5, True):
+        wrong = spec.model_copy(update={"hyperparameters": {"in_memory_transitions": bad}})
+        with pytest.raises(SpecError, match="in_memory_transitions must be a"):
+            prepare(wrong)
+
+
+def test_in_memory_data_holds_the_streamed_columns_and_draws_seeded_batches(minari_root):
+    name = write_scripted_dataset(
+        minari_root, "pendulum/memory-v0", 2, "Pendulum-v1", "pendulum_swing_up"
+    )
+    spec = rlscale.ExperimentSpec(algorithm="bc", env="Pendulum-v1", dataset=name, seed=3)
+    config = prepare(spec).config
+    data = offline_data.InMemoryOfflineData(config)
+    # The columns Ray Data streams (LEARNER_BATCH_KEYS), actions rescaled to [-1, 1] alike.
+    streamed = to_learner_batch(
+        read_transitions(resolve_dataset(name), 0, 2),
+        LEARNER_BATCH_KEYS,
+        normalized_action_bounds(
+            config, {"action_space": serialize_space(gym.spaces.Box(-2.0, 2.0, (1,)))}
+        ),
+    )
+    assert len(data) == 400
+    for column, key in LEARNER_BATCH_KEYS.items():
+        np.testing.assert_array_equal(data.columns[column], streamed[key])
+        assert data.columns[column].dtype == streamed[key].dtype
+    assert np.abs(data.columns[Columns.ACTIONS]).max() < 1.0
+    batch = data.sample(300).policy_batches["default_policy"]
+    assert len(batch) == 300 and set(batch.keys()) == set(LEARNER_BATCH_KEYS)
+
+    # Each row is one whole transition of the dataset.
+    def transitions(columns):
+        whole = [columns[c].reshape(len(columns[c]), -1) for c in (Columns.OBS, Columns.ACTIONS)]
+        whole.append(columns[Columns.NEXT_OBS])
+        return [row.tobytes() for row in np.concatenate(whole, axis=1)]
+
+    assert set(transitions(batch)) <= set(transitions(data.columns))
+    # The same seed draws the same rows; another seed other rows.
+    again = offline_data.InMemoryOfflineData(config).sample(300).policy_batches["default_policy"]
+    np.testing.assert_array_equal(again[Columns.OBS], batch[Columns.OBS])
+    config.seed = 4
+    other = offline_data.InMemoryOfflineData(config).sample(300).policy_batches["default_policy"]
+    assert not np.array_equal(other[Columns.OBS], batch[Columns.OBS])
+
+
+def test_bc_trains_from_memory_through_the_lean_loop(ray_local, minari_root, tmp_path):
+    name = write_scripted_dataset(minari_root, "cart/lean-v0", 2, "CartPole-v1", "cartpole_balance")
+    spec = rlscale.ExperimentSpec(
+        algorithm="bc",
+        env="CartPole-v1",
+        dataset=name,
+        seed=0,
+        hyperparameters={"dataset_num_iters_per_learner": 3, "evaluation_interval": 0},
+    )
+    algo = prepare(spec).config.build_algo()
+    try:
+        learner = algo.learner_group._learner
+        assert learner.lean_problem is None
+        assert isinstance(algo.offline_data, offline_data.InMemoryOfflineData)
+        result = algo.train()
+        assert learner.iterator is None  # no Ray Data iterator was opened
+    finally:
+        algo.stop()
+    counts = result["learners"]["__all_modules__"]
+    assert counts["num_module_steps_trained"] == 3 * 256
+    assert result["num_env_steps_sampled_lifetime"] == 3 * 256
+    # The updates, counted as RLlib counts batches pulled from Ray Data.
+    assert counts["dataset_num_iters_trained"] == counts["dataset_num_iters_trained_lifetime"] == 3
 
 
 @pytest.mark.slow

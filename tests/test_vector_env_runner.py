@@ -21,12 +21,14 @@ from ray.rllib.utils.filter import RunningStat
 from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
 
 import rlscale
+from rlscale.algorithms import get_algorithm
 from rlscale.algorithms.common.vector_env_runner import (
     VectorEnvRunner,
     VectorFilter,
     push_rows,
     vector_sampling_problem,
 )
+from rlscale.algorithms.imitation.dagger.module import EXPERT_ACTIONS
 from rlscale.platform.experiment import prepare
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -161,6 +163,17 @@ def test_the_observation_filter_is_a_known_piece():
     assert _config(normalize_observations=True).env_runner_cls is VectorEnvRunner
 
 
+@pytest.mark.parametrize("algorithm", ["bc", "dagger", "bco"])
+def test_rllibs_bc_module_samples_with_the_vector_runner_unless_recurrent(algorithm):
+    # RLlib's BC module (bc, and dagger's and bco's cloning networks) defines get_initial_state
+    # only to pass on its encoder's, which is recurrent only with use_lstm / use_attention.
+    config = get_algorithm(algorithm).make_config().environment("CartPole-v1")
+    assert config.env_runner_cls is VectorEnvRunner
+    config.rl_module(model_config={"use_lstm": True})
+    assert config.env_runner_cls is None
+    assert "recurrent" in config.vector_sampling_problem()
+
+
 # --- the observation filter ---------------------------------------------------------------
 
 
@@ -231,6 +244,25 @@ def test_pendulum_with_observation_filter_matches_rllibs_runner():
         assert mine.n == theirs.n > 1908 and mine.n % 8 == 0
         np.testing.assert_allclose(mine.mean, theirs.mean, rtol=1e-9)
         np.testing.assert_allclose(mine.std, theirs.std, rtol=1e-6)
+
+
+def test_dagger_mixture_and_expert_labels_match_rllibs_runner():
+    """DAgger's exploration: the expert acts with probability beta and labels every state."""
+    spec = rlscale.ExperimentSpec(
+        algorithm="dagger", env="CartPole-v1", seed=0, expert="cartpole_balance"
+    )
+    fast, reference = _runners(prepare(spec).config)
+    for runner in (fast, reference):
+        runner.module.set_beta(0.5)
+    pairs = _sample_both(fast, reference, CALLS, explore=True)
+    for mine, theirs in pairs:
+        _assert_same_episodes(mine, theirs)
+    labels = np.concatenate(
+        [e.get_extra_model_outputs(EXPERT_ACTIONS) for mine, _ in pairs for e in mine]
+    )
+    taken = np.concatenate([e.get_actions() for mine, _ in pairs for e in mine])
+    # The mixture: the expert's label taken at some steps, the learner's action at others.
+    assert 0 < np.mean(labels == taken) < 1
 
 
 def test_greedy_then_exploring_chunks_keep_rllibs_lookback():

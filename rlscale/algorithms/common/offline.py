@@ -23,8 +23,11 @@ from ray.rllib.connectors.common.add_observations_from_episodes_to_batch import 
 from ray.rllib.connectors.learner.add_next_observations_from_episodes_to_train_batch import (
     AddNextObservationsFromEpisodesToTrainBatch,
 )
+from ray.rllib.core import ALL_MODULES
 from ray.rllib.core.learner.training_data import TrainingData
 from ray.rllib.utils.metrics import (
+    DATASET_NUM_ITERS_TRAINED,
+    DATASET_NUM_ITERS_TRAINED_LIFETIME,
     LEARNER_RESULTS,
     LEARNER_UPDATE_TIMER,
     NUM_ENV_STEPS_SAMPLED_LIFETIME,
@@ -32,6 +35,7 @@ from ray.rllib.utils.metrics import (
     TIMERS,
 )
 
+from rlscale.algorithms.common.offline_data import InMemoryOfflineData
 from rlscale.datasets.store import METADATA_FILE
 
 if TYPE_CHECKING:
@@ -141,47 +145,75 @@ def _wait_for_prefetch_threads(timeout_s: float) -> None:
 
 def offline_training_step(algorithm: Algorithm) -> None:
     """One training iteration on the offline data: RLlib's BC (MARWIL) step, for every
-    algorithm that streams its dataset through Ray Data.
+    algorithm that learns from its dataset through RLlib's ``OfflineData``.
 
     Unlike RLlib's CQL step it hands the data's ``iter_batches`` arguments (``prefetch_batches``,
     a shuffle buffer when set) to the learners' iterators; unlike RLlib's BC step it counts the
-    transitions of every update, not one batch per iteration.
+    transitions of every update, not one batch per iteration. Data held in memory
+    (``InMemoryOfflineData``) comes as one batch of every update's minibatch, which the
+    LearnerGroup shards between its learners.
     """
     config = algorithm.config
+    updates = config.dataset_num_iters_per_learner
+    transitions = config.train_batch_size_per_learner * updates * max(1, config.num_learners)
     with algorithm.metrics.log_time((TIMERS, OFFLINE_SAMPLING_TIMER)):
-        return_iterator = config.num_learners > 0 or config.dataset_num_iters_per_learner != 1
-        batch_or_iterator = algorithm.offline_data.sample(
-            num_samples=config.train_batch_size_per_learner,
-            num_shards=config.num_learners,
-            return_iterator=return_iterator,
-        )
+        if isinstance(algorithm.offline_data, InMemoryOfflineData):
+            training_data = TrainingData(batch=algorithm.offline_data.sample(transitions))
+            update_kwargs = {"num_epochs": 1}
+        else:
+            training_data, update_kwargs = _streamed_training_data(algorithm)
         # The env-steps counter (progress, metrics.csv, timestep stop rules and schedules)
         # counts the transitions trained on, as for the in-memory offline algorithms
         # (``log_trained_transitions``): every update of the iteration takes one batch.
         algorithm.metrics.log_value(
-            NUM_ENV_STEPS_SAMPLED_LIFETIME,
-            config.train_batch_size_per_learner
-            * config.dataset_num_iters_per_learner
-            * max(1, config.num_learners),
-            reduce="lifetime_sum",
+            NUM_ENV_STEPS_SAMPLED_LIFETIME, transitions, reduce="lifetime_sum"
         )
-        if return_iterator:
-            training_data = TrainingData(data_iterators=batch_or_iterator)
-        else:
-            training_data = TrainingData(batch=batch_or_iterator)
     with algorithm.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
         learner_results = algorithm.learner_group.update(
             training_data=training_data,
             minibatch_size=config.train_batch_size_per_learner,
-            num_iters=config.dataset_num_iters_per_learner,
             timesteps={
                 NUM_ENV_STEPS_SAMPLED_LIFETIME: algorithm.metrics.peek(
                     NUM_ENV_STEPS_SAMPLED_LIFETIME
                 )
             },
-            **algorithm.offline_data.iter_batches_kwargs,
+            **update_kwargs,
         )
         algorithm.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+    if isinstance(algorithm.offline_data, InMemoryOfflineData):
+        _log_dataset_batches(algorithm.metrics, updates * max(1, config.num_learners))
+
+
+def _log_dataset_batches(metrics: MetricsLogger, batches: int) -> None:
+    """The batch counters RLlib's Learner logs as it pulls batches from Ray Data, for data held
+    in memory: the updates of this iteration and of the run (a diverged run's error names
+    them)."""
+    for key, reduce in (
+        (DATASET_NUM_ITERS_TRAINED, "sum"),
+        (DATASET_NUM_ITERS_TRAINED_LIFETIME, "lifetime_sum"),
+    ):
+        metrics.log_value((LEARNER_RESULTS, ALL_MODULES, key), batches, reduce=reduce)
+
+
+def _streamed_training_data(algorithm: Algorithm) -> tuple[TrainingData, dict[str, Any]]:
+    """The learners' Ray Data iterators (or one batch, for a single update on a local learner)
+    and the ``update`` arguments that walk them."""
+    config = algorithm.config
+    return_iterator = config.num_learners > 0 or config.dataset_num_iters_per_learner != 1
+    batch_or_iterator = algorithm.offline_data.sample(
+        num_samples=config.train_batch_size_per_learner,
+        num_shards=config.num_learners,
+        return_iterator=return_iterator,
+    )
+    if return_iterator:
+        training_data = TrainingData(data_iterators=batch_or_iterator)
+    else:
+        training_data = TrainingData(batch=batch_or_iterator)
+    update_kwargs = {
+        "num_iters": config.dataset_num_iters_per_learner,
+        **algorithm.offline_data.iter_batches_kwargs,
+    }
+    return training_data, update_kwargs
 
 
 def attach_in_memory_dataset(config: AlgorithmConfig, data_dir: Path) -> None:

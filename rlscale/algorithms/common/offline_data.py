@@ -6,6 +6,9 @@
 on Ray Data workers) already in the learner's batch layout (see ``LEARNER_BATCH_KEYS``).
 Everything downstream is RLlib's: ``streaming_split`` shards the stream across remote learners,
 ``iter_batches`` feeds a local one.
+
+:class:`InMemoryOfflineData` holds a small dataset whole in memory instead and draws each
+iteration's batches from it, without Ray Data (``use_minari_dataset(..., in_memory=True)``).
 """
 
 from __future__ import annotations
@@ -20,8 +23,15 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.offline.offline_data import OfflineData
 from ray.rllib.offline.offline_prelearner import OfflinePreLearner
+from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 
-from rlscale.datasets.ray_data import read_options, to_learner_batch, transitions_dataset
+from rlscale.datasets.ray_data import (
+    read_options,
+    read_transitions,
+    to_learner_batch,
+    transitions_dataset,
+)
+from rlscale.datasets.store import read_metadata
 
 if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
@@ -82,6 +92,44 @@ class MinariOfflineData(OfflineData):
         self.module_spec = None
 
 
+class InMemoryOfflineData(OfflineData):
+    """``OfflineData`` over a small Minari dataset (``config.input_``), read whole into memory.
+
+    ``sample`` draws rows uniformly with replacement (seeded by the config's ``seed``) as one
+    ``MultiAgentBatch`` in the learner's layout (the columns ``MinariOfflineData`` streams),
+    which the Learner splits into minibatches. No Ray Data pipeline is built: for a few
+    demonstrations, building and materializing one took longer than thousands of updates.
+    """
+
+    def __init__(self, config: AlgorithmConfig):  # noqa: D107 - mirrors OfflineData.__init__
+        self.config = config
+        self.is_multi_agent = config.is_multi_agent
+        self.path = Path(config.input_)
+        metadata = read_metadata(self.path)
+        transitions = read_transitions(self.path, 0, int(metadata["total_episodes"]))
+        self.columns = to_learner_batch(
+            transitions,
+            keys={column: column for column in TRAIN_COLUMNS},
+            action_bounds=normalized_action_bounds(config, metadata),
+        )
+        self._rng = np.random.default_rng(config.seed)
+        self.data = None
+        self.iter_batches_kwargs: dict = {}
+        self.locality_hints = None
+        self.learner_handles = None
+        self.module_spec = None
+
+    def __len__(self) -> int:
+        return len(self.columns[Columns.OBS])
+
+    def sample(self, num_samples: int, return_iterator: bool = False, num_shards: int = 1, **_):
+        """``num_samples`` transitions drawn with replacement, as one batch (never an
+        iterator: the Learner walks it in minibatches)."""
+        rows = self._rng.integers(len(self), size=num_samples)
+        batch = SampleBatch({column: values[rows] for column, values in self.columns.items()})
+        return MultiAgentBatch({DEFAULT_MODULE_ID: batch}, env_steps=num_samples)
+
+
 TRAIN_COLUMNS = (
     Columns.OBS,
     Columns.NEXT_OBS,
@@ -129,11 +177,12 @@ def normalized_action_bounds(
     return space.low.astype(np.float64), space.high.astype(np.float64)
 
 
-def use_minari_dataset(config: AlgorithmConfig, data_dir: Path) -> None:
-    """Point ``config``'s offline input at the Minari dataset in ``data_dir``."""
+def use_minari_dataset(config: AlgorithmConfig, data_dir: Path, in_memory: bool = False) -> None:
+    """Point ``config``'s offline input at the Minari dataset in ``data_dir``: streamed through
+    Ray Data, or read whole into memory (``in_memory``, :class:`InMemoryOfflineData`)."""
     config.offline_data(
         input_=str(data_dir),
-        offline_data_class=MinariOfflineData,
+        offline_data_class=InMemoryOfflineData if in_memory else MinariOfflineData,
         # Transitions are plain arrays; nothing is LZ4-compressed.
         input_compress_columns=[],
     )

@@ -1,6 +1,7 @@
 """Behaviour cloning on RLlib's BC network, shared by the imitation algorithms that clone
 labelled states (DAgger on its expert's labels, BCO on the labels its inverse dynamics model
-infers): the Learner's loss and the config methods that wire the network and Learner in."""
+infers): the Learner's loss and the config methods that wire the network and Learner in. Its
+updates take the lean minibatch loop (``lean_updates``, ``common/lean_update.py``)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from typing import Any
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
+from rlscale.algorithms.common.lean_update import LeanUpdateMixin, LeanUpdatesConfigMixin
+
 BC_LOSS = "bc_loss"
 
 
-class CloningLearner(TorchLearner):
+class CloningLearner(LeanUpdateMixin, TorchLearner):
     """Minus the log-likelihood of the labelled actions under the policy's distribution
     (categorical for Discrete actions, diagonal Gaussian for Box)."""
 
@@ -26,9 +29,10 @@ class CloningLearner(TorchLearner):
         return loss
 
 
-class ClonesLabelledStates:
+class ClonesLabelledStates(LeanUpdatesConfigMixin):
     """Config mixin (after ``RlscaleConfigMixin``, before ``AlgorithmConfig``): RLlib's BC
-    network sized by ``hidden_sizes`` / ``activation``, trained by ``CloningLearner``."""
+    network sized by ``hidden_sizes`` / ``activation``, trained by ``CloningLearner`` (with
+    the ``lean_updates`` key)."""
 
     @property
     def _model_config_auto_includes(self) -> dict[str, Any]:

@@ -15,6 +15,11 @@ parameter. An expert that holds InvertedPendulum-v5 still acts with a standard d
 0.0028 (bounds ±3) on observations that vary by at most 0.007; in the dataset's own units RLlib's
 BC module did not fit those actions within 2,000 updates and the pole fell within 50 steps
 (docs/benchmarks.md).
+
+A dataset of at most ``in_memory_transitions`` transitions is read whole into memory and each
+iteration's minibatches are drawn from it (``InMemoryOfflineData``); a larger one streams
+through Ray Data. Either way the Learner's updates take the lean minibatch loop where it applies
+(``lean_updates``; RLlib's own loop for Ray Data iterators).
 """
 
 from __future__ import annotations
@@ -29,11 +34,13 @@ import torch
 from ray.rllib.algorithms.bc import BC as RLlibBC
 from ray.rllib.algorithms.bc import BCConfig as RLlibBCConfig
 from ray.rllib.algorithms.bc.torch.default_bc_torch_rl_module import DefaultBCTorchRLModule
+from ray.rllib.algorithms.marwil.torch.marwil_torch_learner import MARWILTorchLearner
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
 
 from rlscale.algorithms.common.config import RlscaleConfigMixin, _action_space_of
+from rlscale.algorithms.common.lean_update import LeanUpdateMixin, LeanUpdatesConfigMixin
 from rlscale.algorithms.common.offline import (
     ReleasesDataIterators,
     offline_training_step,
@@ -41,6 +48,8 @@ from rlscale.algorithms.common.offline import (
 )
 from rlscale.algorithms.common.offline_data import normalized_action_bounds, use_minari_dataset
 from rlscale.datasets.ray_data import read_transitions, to_unit_range
+from rlscale.datasets.store import read_metadata
+from rlscale.errors import SpecError
 
 STATISTICS_TRANSITIONS = 100_000
 """The dataset's first episodes up to about this many transitions give ``standardize`` its
@@ -49,10 +58,10 @@ MIN_STD = 1e-6
 """A column that varies less than this is only centred (its scale is left at 1)."""
 
 
-class BCConfig(RlscaleConfigMixin, RLlibBCConfig):
+class BCConfig(RlscaleConfigMixin, LeanUpdatesConfigMixin, RLlibBCConfig):
     """RLlib's BCConfig with rlscale's offline defaults and network width (``hidden_sizes``)."""
 
-    RLSCALE_KEYS: ClassVar[tuple[str, ...]] = ("standardize",)
+    RLSCALE_KEYS: ClassVar[tuple[str, ...]] = ("standardize", "in_memory_transitions")
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or BC)
@@ -62,6 +71,9 @@ class BCConfig(RlscaleConfigMixin, RLlibBCConfig):
         module, and give a Box policy one free log std (``StandardizedBCModule``)."""
         self.dataset_statistics: dict[str, list[float]] | None = None
         """Set from the dataset by ``attach_bc_dataset`` (with ``standardize``)."""
+        self.in_memory_transitions = 100_000
+        """A dataset of at most this many transitions is read into memory and sampled there;
+        a larger one streams through Ray Data (0: always stream)."""
         self.lr = 1e-3
         self.train_batch_size_per_learner = 256
         # RLlib's default BC network: two tanh layers of 256.
@@ -84,16 +96,41 @@ class BCConfig(RlscaleConfigMixin, RLlibBCConfig):
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         return RLModuleSpec(module_class=StandardizedBCModule)
 
+    def get_default_learner_class(self) -> type[BCLearner]:
+        return BCLearner
+
     def validate(self) -> None:
         super().validate()
         if not isinstance(self.standardize, bool):
             self._value_error(f"standardize must be true or false, got {self.standardize!r}")
+        problem = in_memory_transitions_problem(self.in_memory_transitions)
+        if problem:
+            self._value_error(problem)
+
+
+class BCLearner(LeanUpdateMixin, MARWILTorchLearner):
+    """RLlib's BC (MARWIL) Learner with the lean minibatch loop (``lean_updates``)."""
+
+
+def in_memory_transitions_problem(value: object) -> str | None:
+    """Why ``in_memory_transitions`` is malformed, or None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return None
+    return (
+        "in_memory_transitions must be a whole number of transitions, 0 or more (0 streams "
+        f"every dataset through Ray Data), got {value!r}"
+    )
 
 
 def attach_bc_dataset(config: BCConfig, data_dir: Path) -> None:
-    """RLlib's offline input (``use_minari_dataset``) and, with ``standardize``, the dataset's
-    statistics in the units the module trains in."""
-    use_minari_dataset(config, data_dir)
+    """RLlib's offline input (``use_minari_dataset``: in memory up to
+    ``in_memory_transitions``) and, with ``standardize``, the dataset's statistics in the units
+    the module trains in."""
+    problem = in_memory_transitions_problem(config.in_memory_transitions)
+    if problem:  # refused here, before it decides how the data is read
+        raise SpecError(f"the configuration of 'bc' is not valid: {problem}")
+    transitions = int(read_metadata(Path(data_dir))["total_steps"])
+    use_minari_dataset(config, data_dir, in_memory=transitions <= config.in_memory_transitions)
     config.dataset_statistics = dataset_statistics(config, data_dir) if config.standardize else None
 
 

@@ -18,6 +18,7 @@ from ray.rllib.algorithms.ppo import PPO as RLlibPPO
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.learner import ENTROPY_KEY, POLICY_LOSS_KEY, VF_LOSS_KEY
 
+from rlscale.algorithms.common.lean_update import LeanUpdateMixin, LeanUpdatesConfigMixin
 from rlscale.algorithms.common.losses import masked_mean
 from rlscale.algorithms.policy_gradient.actor_critic import (
     ADVANTAGES,
@@ -26,7 +27,6 @@ from rlscale.algorithms.policy_gradient.actor_critic import (
     ActorCriticConfig,
     ActorCriticLearner,
 )
-from rlscale.algorithms.policy_gradient.lean_update import LeanUpdateMixin, LeanUpdatesConfigMixin
 from rlscale.modules.rl_modules.actor_critic import VALUES
 
 
@@ -34,7 +34,7 @@ class A2CConfig(LeanUpdatesConfigMixin, ActorCriticConfig):
     """A2C: one gradient step per sampled batch (no epochs, no minibatches).
 
     ``lean_updates`` (default true) takes the step through the lean loop of
-    :mod:`rlscale.algorithms.policy_gradient.lean_update` where it applies.
+    :mod:`rlscale.algorithms.common.lean_update` where it applies.
     """
 
     CONTINUOUS_DEFAULTS: ClassVar[dict[str, Any]] = {

@@ -23,6 +23,7 @@ from ray.rllib.algorithms.ppo import PPO as RLlibPPO
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.learner import ENTROPY_KEY, POLICY_LOSS_KEY, VF_LOSS_KEY
 
+from rlscale.algorithms.common.lean_update import LeanUpdateMixin, LeanUpdatesConfigMixin
 from rlscale.algorithms.common.losses import masked_mean
 from rlscale.algorithms.policy_gradient.actor_critic import (
     ADVANTAGES,
@@ -31,7 +32,6 @@ from rlscale.algorithms.policy_gradient.actor_critic import (
     ActorCriticConfig,
     ActorCriticLearner,
 )
-from rlscale.algorithms.policy_gradient.lean_update import LeanUpdateMixin, LeanUpdatesConfigMixin
 from rlscale.modules.rl_modules.actor_critic import VALUES
 
 APPROX_KL_KEY = "approx_kl"
@@ -44,7 +44,7 @@ class PPOConfig(LeanUpdatesConfigMixin, ActorCriticConfig):
     ``value_clip_param`` (None = off) clips the new value to ±that around the value at sampling
     time; ``target_kl`` (None = off) stops the epochs once a minibatch's approximate KL exceeds
     1.5 × ``target_kl``. ``lean_updates`` (default true) runs the minibatch loop of
-    :mod:`rlscale.algorithms.policy_gradient.lean_update` where it applies.
+    :mod:`rlscale.algorithms.common.lean_update` where it applies.
     """
 
     RLSCALE_KEYS: ClassVar[tuple[str, ...]] = ("value_clip_param", "target_kl")

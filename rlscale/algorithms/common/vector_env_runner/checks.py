@@ -7,6 +7,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from ray.rllib.algorithms.bc.torch.default_bc_torch_rl_module import DefaultBCTorchRLModule
 from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.connectors.env_to_module import (
     AddObservationsFromEpisodesToBatch,
@@ -154,5 +155,12 @@ def _module_class(config: Any) -> type | None:
         return None
 
 
+STATE_FROM_CATALOG_ENCODER = (DefaultBCTorchRLModule,)
+"""RLlib modules whose ``get_initial_state`` only passes on their catalog-built encoder's, which
+is recurrent only with ``use_lstm`` / ``use_attention`` (refused before the module is asked)."""
+
+
 def _overrides(klass: type, method: str) -> bool:
-    return getattr(klass, method, None) is not getattr(RLModule, method)
+    own = getattr(klass, method, None)
+    inherited = (RLModule, *STATE_FROM_CATALOG_ENCODER)
+    return all(own is not getattr(base, method) for base in inherited)

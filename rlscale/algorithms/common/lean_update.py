@@ -1,7 +1,9 @@
-"""Lean minibatch updates for the on-policy learners (PPO and A2C): same losses, same numbers.
+"""Lean minibatch updates for the Learners that are handed their train batch (PPO and A2C on
+sampled episodes; BC, DAgger and BCO on labelled states): same losses, same numbers.
 
 RLlib's ``Learner.update`` builds the train batch once (the learner connector: GAE, value
-targets, tensors on the Learner's device) and then, for every minibatch, goes through
+targets, tensors on the Learner's device; or a batch it is given, as tensors) and then, for
+every minibatch, goes through
 ``MiniBatchCyclicIterator``: it slices a ``SampleBatch`` (a tree map over its columns, plus
 ``concat_samples`` and a new ``MultiAgentBatch``), checks the batch's module ids, toggles
 ``_set_slicing_by_batch_id``, logs about ten step counters (``_log_steps_trained_metrics``,
@@ -61,7 +63,7 @@ Segment = tuple[int, int]
 
 
 class LeanUpdatesConfigMixin:
-    """Put before :class:`ActorCriticConfig` among a config's bases: the ``lean_updates`` key."""
+    """Put before the RLlib config class among a config's bases: the ``lean_updates`` key."""
 
     RLSCALE_KEYS: ClassVar[tuple[str, ...]] = ("lean_updates",)
 
@@ -138,7 +140,7 @@ def minibatch_schedule(
 
 
 class LeanUpdateMixin:
-    """Put before :class:`ActorCriticLearner` among a Learner's bases: the lean ``update``."""
+    """Put before the RLlib Learner class among a Learner's bases: the lean ``update``."""
 
     def build(self) -> None:
         super().build()
