@@ -68,7 +68,7 @@ def test_the_dataset_gives_the_module_its_observation_statistics(pendulum_datase
 
 def _module(statistics: dict | None = None, **training) -> DiffusionBCModule:
     config = DiffusionBCConfig().training(hidden_sizes=[32, 32], **training)
-    config.dataset_statistics = statistics  # as attach_bc_dataset sets it
+    config.dataset_statistics = statistics  # as attach_standardized_dataset sets it
     return DiffusionBCModule(
         observation_space=PENDULUM_OBSERVATIONS,
         action_space=PENDULUM_ACTIONS,

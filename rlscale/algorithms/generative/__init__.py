@@ -20,7 +20,7 @@ from rlscale.algorithms.generative.diffusion_ql import (
     DiffusionQLLearner,
     DiffusionQLModule,
 )
-from rlscale.algorithms.offline.bc import attach_bc_dataset
+from rlscale.algorithms.offline.bc import attach_standardized_dataset
 from rlscale.algorithms.registry import (
     AlgorithmEntry,
     Input,
@@ -58,12 +58,12 @@ register_algorithm(
         config_class=DiffusionBCConfig,
         space_checks=(continuous_actions_only, vector_observations_only),
         inputs=(Input.DATASET,),
-        attach_dataset=attach_bc_dataset,
+        attach_dataset=attach_standardized_dataset,
     )
 )
 
 # Diffusion-QL: RLlib's offline input (the dataset streamed through Ray Data), as cql, plus the
-# dataset's observation statistics (``standardize``), which attach_bc_dataset computes.
+# dataset's observation statistics (``standardize``), which attach_standardized_dataset computes.
 register_algorithm(
     AlgorithmEntry(
         name="diffusion_ql",
@@ -73,7 +73,7 @@ register_algorithm(
         config_class=DiffusionQLConfig,
         space_checks=(continuous_actions_only, vector_observations_only),
         inputs=(Input.DATASET,),
-        attach_dataset=attach_bc_dataset,
+        attach_dataset=attach_standardized_dataset,
     )
 )
 

@@ -123,14 +123,21 @@ def in_memory_transitions_problem(value: object) -> str | None:
 
 
 def attach_bc_dataset(config: BCConfig, data_dir: Path) -> None:
-    """RLlib's offline input (``use_minari_dataset``: in memory up to
-    ``in_memory_transitions``) and, with ``standardize``, the dataset's statistics in the units
-    the module trains in."""
+    """``bc``'s dataset: in memory up to ``in_memory_transitions``, else streamed, with the
+    dataset's statistics (``attach_standardized_dataset``)."""
     problem = in_memory_transitions_problem(config.in_memory_transitions)
     if problem:  # refused here, before it decides how the data is read
         raise SpecError(f"the configuration of 'bc' is not valid: {problem}")
     transitions = int(read_metadata(Path(data_dir))["total_steps"])
-    use_minari_dataset(config, data_dir, in_memory=transitions <= config.in_memory_transitions)
+    in_memory = transitions <= config.in_memory_transitions
+    attach_standardized_dataset(config, data_dir, in_memory=in_memory)
+
+
+def attach_standardized_dataset(config: Any, data_dir: Path, in_memory: bool = False) -> None:
+    """RLlib's offline input (``use_minari_dataset``; streamed through Ray Data unless
+    ``in_memory``) and, with ``standardize``, the dataset's statistics in the units the module
+    trains in (``bc``, ``diffusion_bc``, ``diffusion_ql``)."""
+    use_minari_dataset(config, data_dir, in_memory=in_memory)
     config.dataset_statistics = dataset_statistics(config, data_dir) if config.standardize else None
 
 

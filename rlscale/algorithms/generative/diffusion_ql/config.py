@@ -108,7 +108,7 @@ class DiffusionQLConfig(RlscaleConfigMixin, RLlibCQLConfig):
         action and noise inputs, which lie in [-1, 1]. Statistics are buffers, saved with
         the weights."""
         self.dataset_statistics: dict[str, list[float]] | None = None
-        """Set from the dataset by ``attach_bc_dataset`` (with ``standardize``)."""
+        """Set from the dataset by ``attach_standardized_dataset`` (with ``standardize``)."""
         # Three hidden layers with Mish for the noise predictor and the critics alike, as the
         # paper's, but 64 wide instead of 256: the actor's loss back-propagates through T
         # passes of the noise predictor, and at 256 an update took 105 ms on one CPU core
