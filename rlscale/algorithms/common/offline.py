@@ -156,8 +156,9 @@ def offline_training_step(algorithm: Algorithm) -> None:
     config = algorithm.config
     updates = config.dataset_num_iters_per_learner
     transitions = config.train_batch_size_per_learner * updates * max(1, config.num_learners)
+    in_memory = isinstance(algorithm.offline_data, InMemoryOfflineData)
     with algorithm.metrics.log_time((TIMERS, OFFLINE_SAMPLING_TIMER)):
-        if isinstance(algorithm.offline_data, InMemoryOfflineData):
+        if in_memory:
             training_data = TrainingData(batch=algorithm.offline_data.sample(transitions))
             update_kwargs = {"num_epochs": 1}
         else:
@@ -180,7 +181,7 @@ def offline_training_step(algorithm: Algorithm) -> None:
             **update_kwargs,
         )
         algorithm.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
-    if isinstance(algorithm.offline_data, InMemoryOfflineData):
+    if in_memory:
         _log_dataset_batches(algorithm.metrics, updates * max(1, config.num_learners))
 
 
