@@ -12,8 +12,11 @@ written once as a Minari dataset (rlscale) and as an ``.npz`` file (the peer,
 ``benchmarks/imitation_lib/imitation_peer.py`` in ``.venv-imitation``). The budgets, per run:
 
 - ``bc``: the 4 demonstrations, 2,000 updates of 256 transitions;
-- ``dagger``: 2,000 expert labels in 4 rounds of at least 500 (beta from 1 to 0 over 3
-  rounds), 500 updates of 256 labelled states per round; no demonstrations;
+- ``dagger``: 4 rounds (beta from 1 to 0 over 3 rounds) of at least one expert episode's
+  worth of expert labels (``DAGGER_LABELS_PER_ROUND``: 500 on CartPole, 1,000 on
+  InvertedPendulum; imitation collects whole episodes, rlscale rollout fragments, so the
+  counts differ a little: ``env_steps`` and ``labels`` in the JSON), 500 updates of 256
+  labelled states per round; no demonstrations;
 - ``gail``: the 4 demonstrations, ``GAIL_ENV_STEPS`` env steps of PPO on the discriminator's
   reward (CartPole only).
 
@@ -58,7 +61,9 @@ PEER_ENV = {"CartPole-v1": "CartPole-v1", "InvertedPendulum-v5": "InvertedPendul
 DEMOS = 4
 BATCH_SIZE = 256
 BC_UPDATES = 2_000
-DAGGER_ROUNDS, DAGGER_LABELS_PER_ROUND, DAGGER_UPDATES_PER_ROUND = 4, 500, 500
+DAGGER_ROUNDS, DAGGER_UPDATES_PER_ROUND = 4, 500
+DAGGER_LABELS_PER_ROUND = {"CartPole-v1": 500, "InvertedPendulum-v5": 1_000}
+"""One expert episode: the least a round of imitation's DAgger collects."""
 GAIL_ENV_STEPS = 40_000
 EVAL_EPISODES, EVAL_SEED = 10, 100
 PEER_NETWORK = {"hidden_sizes": [32, 32], "activation": "tanh"}
@@ -109,7 +114,7 @@ def rlscale_spec(
         iterations = DAGGER_ROUNDS
         extra["expert"] = EXPERTS[env_id]
         hyperparameters = {
-            "train_batch_size_per_learner": DAGGER_LABELS_PER_ROUND,
+            "train_batch_size_per_learner": DAGGER_LABELS_PER_ROUND[env_id],
             "updates_per_iteration": DAGGER_UPDATES_PER_ROUND,
             "minibatch_size": BATCH_SIZE,
             "beta_decay_iterations": DAGGER_ROUNDS - 1,
@@ -157,8 +162,8 @@ def run_peer(algorithm: str, env_id: str, npz: Path, seed: int, work: Path) -> d
         "demos": str(npz),
         "batch_size": BATCH_SIZE,
         "updates": BC_UPDATES,
-        "labels": DAGGER_ROUNDS * DAGGER_LABELS_PER_ROUND,
-        "labels_per_round": DAGGER_LABELS_PER_ROUND,
+        "rounds": DAGGER_ROUNDS,
+        "labels_per_round": DAGGER_LABELS_PER_ROUND[env_id],
         "updates_per_round": DAGGER_UPDATES_PER_ROUND,
         "beta_decay_rounds": DAGGER_ROUNDS - 1,
         "env_steps": GAIL_ENV_STEPS,
@@ -177,23 +182,37 @@ def run_peer(algorithm: str, env_id: str, npz: Path, seed: int, work: Path) -> d
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _values(runs: list[dict], library: str, field: str) -> list[float]:
+    return [run[library][field] for run in runs]
+
+
+def _median_and_seeds(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f} ({', '.join(f'{v:.1f}' for v in values)})"
+
+
 def print_table(rows: list[dict]) -> None:
-    print("\n| env | algorithm | rlscale return | imitation return | rlscale s | imitation s |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(
+        "\n| env | algorithm | rlscale return | imitation return | expert labels rlscale / "
+        "imitation | rlscale s | imitation s | rlscale / imitation |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     keys = sorted({(row["env"], row["algorithm"]) for row in rows})
     for env_id, algorithm in keys:
-        cells = []
-        for field in ("return", "wall_s"):
-            for library in ("rlscale", "imitation"):
-                values = [
-                    row[library][field]
-                    for row in rows
-                    if row["env"] == env_id and row["algorithm"] == algorithm
-                ]
-                per_seed = ", ".join(
-                    f"{v:.0f}" if field == "wall_s" else f"{v:.1f}" for v in values
-                )
-                cells.append(f"{statistics.median(values):.1f} ({per_seed})")
+        runs = [row for row in rows if row["env"] == env_id and row["algorithm"] == algorithm]
+        walls = [_values(runs, library, "wall_s") for library in ("rlscale", "imitation")]
+        labels = "-"
+        if algorithm == "dagger":
+            rlscale_labels = statistics.median(_values(runs, "rlscale", "env_steps"))
+            peer_labels = statistics.median(_values(runs, "imitation", "labels"))
+            labels = f"{rlscale_labels:,.0f} / {peer_labels:,.0f}"
+        cells = [
+            _median_and_seeds(_values(runs, "rlscale", "return")),
+            _median_and_seeds(_values(runs, "imitation", "return")),
+            labels,
+            _median_and_seeds(walls[0]),
+            _median_and_seeds(walls[1]),
+            f"{statistics.median(walls[0]) / statistics.median(walls[1]):.2f}x",
+        ]
         print(f"| {env_id} | {algorithm} | " + " | ".join(cells) + " |")
 
 
@@ -238,7 +257,9 @@ def main(argv: list[str] | None = None) -> None:
                 "demos": DEMOS,
                 "batch_size": BATCH_SIZE,
                 "bc_updates": BC_UPDATES,
-                "dagger": [DAGGER_ROUNDS, DAGGER_LABELS_PER_ROUND, DAGGER_UPDATES_PER_ROUND],
+                "dagger_rounds": DAGGER_ROUNDS,
+                "dagger_labels_per_round": DAGGER_LABELS_PER_ROUND,
+                "dagger_updates_per_round": DAGGER_UPDATES_PER_ROUND,
                 "gail_env_steps": GAIL_ENV_STEPS,
             },
             "rlscale_network": PEER_NETWORK if args.same_network else "each algorithm's default",

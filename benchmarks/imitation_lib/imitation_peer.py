@@ -101,10 +101,15 @@ def bc_trainer(job: dict, venv, rng, demos=None) -> bc.BC:
 def run_bc(job: dict, venv, rng):
     trainer = bc_trainer(job, venv, rng, demonstrations(job["demos"]))
     trainer.train(n_batches=job["updates"], progress_bar=False, log_interval=10**9)
-    return trainer.policy
+    return trainer.policy, {}
 
 
 def run_dagger(job: dict, venv, rng, scratch: str):
+    """``rounds`` DAgger rounds of at least ``labels_per_round`` expert labels each.
+
+    The body of ``SimpleDAggerTrainer.train``, driven here by rounds: its own loop stops at a
+    total of labels, and as a round collects whole episodes, one InvertedPendulum episode
+    (1,000 steps) would end it after 2 of the 4 rounds, with half the updates."""
     expert = ScriptedExpert(job["expert"], venv.observation_space, venv.action_space)
     trainer = SimpleDAggerTrainer(
         venv=venv,
@@ -114,13 +119,21 @@ def run_dagger(job: dict, venv, rng, scratch: str):
         rng=rng,
         beta_schedule=LinearBetaSchedule(job["beta_decay_rounds"]),
     )
-    trainer.train(
-        total_timesteps=job["labels"],
-        rollout_round_min_episodes=1,
-        rollout_round_min_timesteps=job["labels_per_round"],
-        bc_train_kwargs={"n_batches": job["updates_per_round"], "progress_bar": False},
-    )
-    return trainer.policy
+    labels = 0
+    for _ in range(job["rounds"]):
+        collector = trainer.create_trajectory_collector()
+        trajectories = rollout.generate_trajectories(
+            policy=expert,
+            venv=collector,
+            sample_until=rollout.make_sample_until(
+                min_timesteps=job["labels_per_round"], min_episodes=1
+            ),
+            deterministic_policy=True,
+            rng=collector.rng,
+        )
+        labels += sum(len(trajectory) for trajectory in trajectories)
+        trainer.extend_and_update({"n_batches": job["updates_per_round"], "progress_bar": False})
+    return trainer.policy, {"rounds": trainer.round_num, "labels": labels}
 
 
 def run_gail(job: dict, venv, rng):
@@ -139,7 +152,7 @@ def run_gail(job: dict, venv, rng):
         allow_variable_horizon=True,
     )
     trainer.train(job["env_steps"])
-    return learner.policy
+    return learner.policy, {}
 
 
 def main() -> None:
@@ -149,14 +162,14 @@ def main() -> None:
     venv = vec_env(job["env"], job["seed"])
     started = time.perf_counter()
     if job["algorithm"] == "bc":
-        policy = run_bc(job, venv, rng)
+        policy, counts = run_bc(job, venv, rng)
     elif job["algorithm"] == "dagger":
-        policy = run_dagger(job, venv, rng, job["scratch"])
+        policy, counts = run_dagger(job, venv, rng, job["scratch"])
     else:
-        policy = run_gail(job, venv, rng)
+        policy, counts = run_gail(job, venv, rng)
     wall_s = time.perf_counter() - started
     score = greedy_return(policy, job["env"], job["eval_episodes"], job["eval_seed"])
-    print(json.dumps({"return": score, "wall_s": wall_s}))
+    print(json.dumps({"return": score, "wall_s": wall_s} | counts))
 
 
 if __name__ == "__main__":
