@@ -143,9 +143,11 @@ def main() -> None:
     import ray
     import torch
 
+    from rlscale.platform.runtime import start_local_ray
+
     torch.set_num_threads(args.torch_threads)
 
-    ray.init(num_cpus=2, include_dashboard=False)
+    start_local_ray(num_cpus=2)  # bound to 127.0.0.1
     rows = []
     sides = [("rlscale dreamer", seed) for seed in args.seeds]
     sides += [("RLlib DreamerV3 XS", seed) for seed in args.peer_seeds]
