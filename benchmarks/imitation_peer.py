@@ -199,7 +199,8 @@ def print_table(rows: list[dict]) -> None:
     keys = sorted({(row["env"], row["algorithm"]) for row in rows})
     for env_id, algorithm in keys:
         runs = [row for row in rows if row["env"] == env_id and row["algorithm"] == algorithm]
-        walls = [_values(runs, library, "wall_s") for library in ("rlscale", "imitation")]
+        rlscale_walls = _values(runs, "rlscale", "wall_s")
+        peer_walls = _values(runs, "imitation", "wall_s")
         labels = "-"
         if algorithm == "dagger":
             rlscale_labels = statistics.median(_values(runs, "rlscale", "env_steps"))
@@ -209,9 +210,9 @@ def print_table(rows: list[dict]) -> None:
             _median_and_seeds(_values(runs, "rlscale", "return")),
             _median_and_seeds(_values(runs, "imitation", "return")),
             labels,
-            _median_and_seeds(walls[0]),
-            _median_and_seeds(walls[1]),
-            f"{statistics.median(walls[0]) / statistics.median(walls[1]):.2f}x",
+            _median_and_seeds(rlscale_walls),
+            _median_and_seeds(peer_walls),
+            f"{statistics.median(rlscale_walls) / statistics.median(peer_walls):.2f}x",
         ]
         print(f"| {env_id} | {algorithm} | " + " | ".join(cells) + " |")
 

@@ -154,8 +154,9 @@ def offline_training_step(algorithm: Algorithm) -> None:
     LearnerGroup shards between its learners.
     """
     config = algorithm.config
-    updates = config.dataset_num_iters_per_learner
-    transitions = config.train_batch_size_per_learner * updates * max(1, config.num_learners)
+    # Every learner makes dataset_num_iters_per_learner updates of one batch each.
+    batches = config.dataset_num_iters_per_learner * max(1, config.num_learners)
+    transitions = config.train_batch_size_per_learner * batches
     in_memory = isinstance(algorithm.offline_data, InMemoryOfflineData)
     with algorithm.metrics.log_time((TIMERS, OFFLINE_SAMPLING_TIMER)):
         if in_memory:
@@ -182,7 +183,7 @@ def offline_training_step(algorithm: Algorithm) -> None:
         )
         algorithm.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
     if in_memory:
-        _log_dataset_batches(algorithm.metrics, updates * max(1, config.num_learners))
+        _log_dataset_batches(algorithm.metrics, batches)
 
 
 def _log_dataset_batches(metrics: MetricsLogger, batches: int) -> None:
