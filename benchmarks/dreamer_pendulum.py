@@ -72,10 +72,11 @@ def peer_algorithm(seed: int, training_ratio: float):
     return config.build_algo()
 
 
-def run(build: Callable[[], object], marks: list[int]) -> dict:
-    """Train until the last mark; the smoothed return, times and gradient updates at the first
-    iteration that reaches each mark, and every iteration's (env steps, return, wall seconds,
-    updates)."""
+def run(build: Callable[[], object], marks: list[int], max_wall_s: float = math.inf) -> dict:
+    """Train until the last mark, or until ``max_wall_s`` seconds have passed (marks not reached
+    are left out); the smoothed return, times and gradient updates at the first iteration that
+    reaches each mark, and every iteration's (env steps, return, wall seconds, updates, mean
+    |pre-tanh action mean| or None)."""
     wall, cpu = time.perf_counter(), cpu_seconds()
     algorithm = build()
     at_marks: dict[str, dict] = {}
@@ -83,7 +84,7 @@ def run(build: Callable[[], object], marks: list[int]) -> dict:
     curve = []
     try:
         pending = sorted(marks)
-        while pending:
+        while pending and time.perf_counter() - wall < max_wall_s:
             result = algorithm.train()
             runners = result["env_runners"]
             steps = int(runners["num_env_steps_sampled_lifetime"])
@@ -94,11 +95,14 @@ def run(build: Callable[[], object], marks: list[int]) -> dict:
             latest_return = episode_return
             elapsed = time.perf_counter() - wall
             updates = int(result.get("num_grad_updates_lifetime", 0))
+            # rlscale's actor reports how far its pre-tanh means sit (saturation); RLlib's not.
+            learner = result.get("learners", {}).get("default_policy", {})
+            pre_squash = learner.get("actor_pre_squash_mean_abs")
             if not curve or steps // PRINT_EVERY > curve[-1][0] // PRINT_EVERY:
                 print(
                     f"  {steps:7d} steps  return {episode_return:8.1f}  {elapsed:6.0f}s", flush=True
                 )
-            curve.append([steps, episode_return, round(elapsed, 1), updates])
+            curve.append([steps, episode_return, round(elapsed, 1), updates, pre_squash])
             while pending and steps >= pending[0]:
                 at_marks[str(pending.pop(0))] = {
                     "env_steps": steps,
@@ -126,6 +130,13 @@ def main() -> None:
     parser.add_argument("--peer-seeds", type=int, nargs="*", default=[0])
     parser.add_argument("--marks", type=int, nargs="+", default=[20_000, 50_000, 100_000])
     parser.add_argument("--peer-training-ratio", type=float, default=PEER_TRAINING_RATIO)
+    parser.add_argument(
+        "--peer-max-wall",
+        type=float,
+        default=math.inf,
+        metavar="SECONDS",
+        help="stop the peer's run after this long; the marks it reached are kept",
+    )
     parser.add_argument(
         "--set", nargs="*", default=[], metavar="KEY=JSON", help="rlscale dreamer overrides"
     )
@@ -157,14 +168,16 @@ def main() -> None:
             outcome = run(lambda seed=seed: rlscale_algorithm(seed, overrides), args.marks)
         else:
             outcome = run(
-                lambda seed=seed: peer_algorithm(seed, args.peer_training_ratio), args.marks
+                lambda seed=seed: peer_algorithm(seed, args.peer_training_ratio),
+                args.marks,
+                args.peer_max_wall,
             )
         rows.append({"side": side, "seed": seed, **outcome})
     print(f"\n{'side':20s} {'seed':>4s} " + " ".join(f"{m:>20d}" for m in args.marks))
     for row in rows:
+        reached = [row["marks"].get(str(m)) for m in args.marks]
         cells = [
-            f"{row['marks'][str(m)]['return']:8.1f} ({row['marks'][str(m)]['wall_s']:6.0f}s)"
-            for m in args.marks
+            f"{at['return']:8.1f} ({at['wall_s']:6.0f}s)" if at else "not reached" for at in reached
         ]
         print(f"{row['side']:20s} {row['seed']:4d} " + " ".join(f"{c:>20s}" for c in cells))
     if args.json:
@@ -173,7 +186,11 @@ def main() -> None:
             "env": ENV,
             "marks": args.marks,
             "rlscale_overrides": overrides,
-            "peer": {"model_size": "XS", "training_ratio": args.peer_training_ratio},
+            "peer": {
+                "model_size": "XS",
+                "training_ratio": args.peer_training_ratio,
+                "max_wall_s": args.peer_max_wall if math.isfinite(args.peer_max_wall) else None,
+            },
             "smoothing_episodes": SMOOTHING_EPISODES,
             "torch_threads": args.torch_threads,
             "rows": rows,

@@ -24,6 +24,10 @@ B x L steps of env interaction, the Learner takes one update on B sequences of L
    imagined rewards, values and latent transitions into every earlier action. S is DreamerV3's
    return scale, an EMA (``return_scale_decay``) of the 5th-to-95th percentile range of R; the
    entropy H is estimated by −log π(a_t | s_t) of the sampled action, η = ``entropy_scale``.
+   Minus ``actor_mean_penalty`` · ½ E[μ_t²], a pull of the pre-tanh means toward zero (as the
+   original implementation of SAC regularizes its tanh-Gaussian policy, Haarnoja et al. 2018,
+   https://arxiv.org/abs/1801.01290), so that a mean pushed onto an action bound cannot run
+   off to where tanh is flat and the return's gradient vanishes.
 5. **Critic**: regress f(s_t) onto symlog(sg(R_t)) (squared error, weighted by w_t), with
    v = symexp(f) (DreamerV3's squashing, so Pendulum's returns of hundreds are learned like
    returns near one); the slow critic v' follows it by Polyak averaging with ``critic_tau``

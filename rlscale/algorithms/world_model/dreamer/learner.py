@@ -150,10 +150,13 @@ class DreamerLearner(TorchLearner):
         """The actor's and the critic's losses on ``horizon`` imagined steps from ``starts``."""
         config = self.config
         log_probs: list[Tensor] = []
+        pre_squash_means: list[Tensor] = []
 
         def policy(features: Tensor) -> Tensor:
-            actions, log_prob = module.actor(features).rsample_and_logp()
+            distribution = module.actor(features)
+            actions, log_prob = distribution.rsample_and_logp()
             log_probs.append(log_prob)
+            pre_squash_means.append(distribution.mean)
             return actions
 
         # The world model's and the slow critic's weights stay fixed; the return's gradient
@@ -169,7 +172,9 @@ class DreamerLearner(TorchLearner):
         module.return_normalizer.update(returns)
         scale = module.return_normalizer.scale()
         entropy = -torch.stack(log_probs)  # a one-sample estimate per imagined step
+        means = torch.stack(pre_squash_means)
         actor = -(weights * (returns / scale + config.entropy_scale * entropy)).mean()
+        actor = actor + config.actor_mean_penalty * 0.5 * means.pow(2).mean()
         predicted = module.symlog_value(features[:-1].detach())
         critic = (weights * 0.5 * (predicted - symlog(returns.detach())) ** 2).mean()
         metrics = {
@@ -179,6 +184,7 @@ class DreamerLearner(TorchLearner):
             "imagined_reward": rewards.detach().mean(),
             "return_scale": scale.detach(),
             "entropy": entropy.detach().mean(),
+            "actor_pre_squash_mean_abs": means.detach().abs().mean(),
         }
         return BehaviorLosses(actor, critic, metrics)
 
