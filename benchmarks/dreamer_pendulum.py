@@ -10,11 +10,13 @@ the training ratio of RLlib's own Pendulum example (1024 replayed steps per env 
 training-ratio``), everything else at RLlib's defaults. Each run goes on to the last mark;
 at each mark it records the mean return of the last 10 training episodes (both sides smooth
 over the same number of episodes: RLlib's DreamerV3 default is 1) and the wall and CPU time
-since the algorithm was built.
+since the algorithm was built. ``--pixels`` gives rlscale's side 64x64 RGB frames instead of
+the vector observation (the peer is not run on pixels).
 
 ``--peer-seeds`` chooses which seeds the peer runs (DreamerV3 is far slower; as many as time
-allows). At ratio 1024 DreamerV3 takes one update of 16 x 64 replayed steps per env step: on this
-machine's CPU about a second each, so 100k env steps are more than a day per seed. A smoke test:
+allows) and ``--peer-max-wall`` stops each of its runs after so many seconds, keeping the marks
+it reached. At ratio 1024 DreamerV3 takes one update of 16 x 64 replayed steps per env step,
+seconds of CPU each here, so 20k env steps are about a day per seed. A smoke test:
 ``--marks 1100 --seeds 0 --peer-seeds 0 --set random_warmup_steps=200 --peer-training-ratio 1``.
 """
 
@@ -43,13 +45,13 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
 
 
-def rlscale_algorithm(seed: int, overrides: dict):
+def rlscale_algorithm(seed: int, overrides: dict, pixels: bool = False):
     from rlscale.algorithms.world_model.dreamer import DreamerConfig
     from rlscale.envs import register_with_rllib
 
     config = (
         DreamerConfig()
-        .environment(register_with_rllib(ENV))
+        .environment(register_with_rllib(ENV), env_config={"pixels": True} if pixels else {})
         .training(**overrides)
         .reporting(metrics_num_episodes_for_smoothing=SMOOTHING_EPISODES)
         .debugging(seed=seed)
@@ -141,6 +143,11 @@ def main() -> None:
         "--set", nargs="*", default=[], metavar="KEY=JSON", help="rlscale dreamer overrides"
     )
     parser.add_argument(
+        "--pixels",
+        action="store_true",
+        help="rlscale's side observes 64x64 RGB frames (env_config.pixels) instead of vectors",
+    )
+    parser.add_argument(
         "--torch-threads",
         type=int,
         default=1,
@@ -165,7 +172,9 @@ def main() -> None:
     for side, seed in sides:
         print(f"{side}, seed {seed}:", flush=True)
         if side.startswith("rlscale"):
-            outcome = run(lambda seed=seed: rlscale_algorithm(seed, overrides), args.marks)
+            outcome = run(
+                lambda seed=seed: rlscale_algorithm(seed, overrides, args.pixels), args.marks
+            )
         else:
             outcome = run(
                 lambda seed=seed: peer_algorithm(seed, args.peer_training_ratio),
@@ -186,6 +195,7 @@ def main() -> None:
             "env": ENV,
             "marks": args.marks,
             "rlscale_overrides": overrides,
+            "rlscale_pixels": args.pixels,
             "peer": {
                 "model_size": "XS",
                 "training_ratio": args.peer_training_ratio,

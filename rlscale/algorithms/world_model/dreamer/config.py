@@ -98,9 +98,9 @@ class DreamerConfig(RlscaleConfigMixin, AlgorithmConfig):
         """Weight of 0.5 · mean(μ²) over the actor's pre-tanh means in imagination. Where the
         best action lies on a bound (bang-bang swing-ups), the return's gradient pushes μ out
         without end; once |μ| is past about 10, tanh is flat, no return gradient comes back and
-        the policy is stuck on the bound (Pendulum seed 2 without it: |μ| from 4 to 25 within
-        300 updates after 34k env steps, return from -200 to -1,100, no recovery by 50k). The
-        pull toward zero is negligible at |μ| of a few and grows as μ runs away."""
+        the policy is stuck on the bound (a Pendulum run that collapsed so: docs/benchmarks.md,
+        "Dreamer on Pendulum-v1"). The pull toward zero is negligible at |μ| of a few and grows
+        as μ runs away."""
         self.critic_tau = 0.02  # the slow critic moves 2 % toward the critic per update
         self.return_scale_decay = 0.99
         self.random_warmup_steps = 1_000
