@@ -16,7 +16,9 @@ the vector observation (the peer is not run on pixels).
 ``--peer-seeds`` chooses which seeds the peer runs (DreamerV3 is far slower; as many as time
 allows) and ``--peer-max-wall`` stops each of its runs after so many seconds, keeping the marks
 it reached. At ratio 1024 DreamerV3 takes one update of 16 x 64 replayed steps per env step,
-seconds of CPU each here, so 20k env steps are about a day per seed. A smoke test:
+seconds of CPU each here, so 20k env steps are about a day per seed; a lower ratio changes
+nothing with one env, since RLlib's training step trains at least one batch per sample. A
+smoke test:
 ``--marks 1100 --seeds 0 --peer-seeds 0 --set random_warmup_steps=200 --peer-training-ratio 1``.
 """
 
