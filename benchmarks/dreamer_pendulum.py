@@ -19,7 +19,7 @@ it reached. At ratio 1024 DreamerV3 takes one update of 16 x 64 replayed steps p
 seconds of CPU each here, so 20k env steps are about a day per seed; a lower ratio changes
 nothing with one env, since RLlib's training step trains at least one batch per sample. A
 smoke test:
-``--marks 1100 --seeds 0 --peer-seeds 0 --set random_warmup_steps=200 --peer-training-ratio 1``.
+``--marks 1100 --seeds 0 --peer-seeds 0 --set random_warmup_steps=200``.
 """
 
 from __future__ import annotations

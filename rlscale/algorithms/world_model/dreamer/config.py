@@ -27,6 +27,8 @@ RATE_KEYS = ("model_lr", "actor_lr", "critic_lr", "adam_epsilon", "grad_clip", "
 """Keys that must be finite positive numbers."""
 UNIT_INTERVAL_KEYS = ("return_lambda", "critic_tau", "return_scale_decay")
 """Keys that must lie in [0, 1]."""
+NON_NEGATIVE_KEYS = ("entropy_scale", "actor_mean_penalty")
+"""Weights that may be zero (the term switched off) but not negative."""
 
 
 class DreamerConfig(RlscaleConfigMixin, AlgorithmConfig):
@@ -153,7 +155,7 @@ class DreamerConfig(RlscaleConfigMixin, AlgorithmConfig):
         for key in UNIT_INTERVAL_KEYS:
             if not 0 <= getattr(self, key) <= 1:
                 self._value_error(f"{key} must lie in [0, 1], got {getattr(self, key)!r}")
-        for key in ("entropy_scale", "actor_mean_penalty"):
+        for key in NON_NEGATIVE_KEYS:
             value = getattr(self, key)
             if not (_positive(value) or value == 0):
                 self._value_error(f"{key} must be >= 0, got {value!r}")
