@@ -183,6 +183,59 @@ def test_one_training_step_samples_a_block_and_runs_its_updates(ray_local, repla
         algo.stop()
 
 
+def _record_losses(algo) -> list[float]:
+    """The loss of every update the algorithm's Learner makes, in order."""
+    learner, losses = algo.learner_group._learner, []
+    compute = learner.compute_gradients
+
+    def recording(loss_per_module, **kwargs):
+        losses.append(float(loss_per_module[DEFAULT_MODULE_ID].detach()))
+        return compute(loss_per_module, **kwargs)
+
+    learner.compute_gradients = recording
+    return losses
+
+
+def _two_blocks(lean_updates: bool) -> dict:
+    """Losses, final weights, priorities and last result of two training steps (a block of 8
+    updates each); built and run alone, since sampling reads the process's global seeds."""
+    algo = small_dqn("flat").training(lean_updates=lean_updates).build_algo()
+    try:
+        losses = _record_losses(algo)
+        result = algo.train()
+        result = algo.train()
+        learner = algo.learner_group._learner
+        return {
+            "lean": algo._lean_replay_learner() is not None,
+            "losses": losses,
+            "weights": learner.module[DEFAULT_MODULE_ID].state_dict(),
+            "probabilities": algo.local_replay_buffer.probabilities(),
+            "learners": result["learners"][DEFAULT_MODULE_ID],
+        }
+    finally:
+        algo.stop()
+
+
+def test_lean_replay_updates_give_the_numbers_of_one_rllib_update_call_each(ray_local):
+    """Two blocks of 8 updates in one Learner call each against RLlib's one LearnerGroup.update
+    per update: the same minibatches, losses, weights, target network and priorities."""
+    lean, reference = _two_blocks(True), _two_blocks(False)
+    assert lean["lean"] and not reference["lean"]
+    assert len(lean["losses"]) == len(reference["losses"]) == 16
+    np.testing.assert_allclose(lean["losses"], reference["losses"], rtol=0, atol=1e-6)
+    for (name, mine), theirs in zip(
+        lean["weights"].items(), reference["weights"].values(), strict=True
+    ):
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=1e-6, msg=name)
+    np.testing.assert_allclose(lean["probabilities"], reference["probabilities"], rtol=1e-6)
+    assert any("target" in name for name in lean["weights"])  # the target network compared
+    for key in ("num_module_steps_trained", "num_module_steps_trained_lifetime"):
+        assert lean["learners"][key] == reference["learners"][key], key
+    # Logged with window 1, a block's loss metric is its last update's (one call per update
+    # reports the mean of the block's calls instead).
+    assert lean["learners"]["qf_loss"] == pytest.approx(lean["losses"][-1], abs=1e-6)
+
+
 @pytest.mark.slow
 def test_dqn_learns_cartpole_with_default_settings(ray_local, tmp_path):
     """``rlscale train dqn --env CartPole-v1`` with no hyper-parameters: after 40k env steps the

@@ -236,6 +236,27 @@ def test_ppo_kl_early_stop_is_kept():
     assert lean._kl_stopped and reference._kl_stopped
 
 
+@pytest.mark.parametrize("poison", [None, float("nan"), float("inf")])
+def test_applying_gradients_after_one_finiteness_check_steps_as_rllib_does(poison):
+    """The lean step's gradient application (one total-norm check) against RLlib's
+    ``apply_gradients`` (two isfinite checks per tensor) on the same gradients: the same
+    parameters after the step, also where a gradient is not finite (RLlib zeroes it)."""
+    config = _config(A2CConfig, "CartPole-v1")
+    lean = _learner(config, "CartPole-v1")
+    reference = _learner(config, "CartPole-v1", lean.module.get_state())
+    generator = torch.Generator().manual_seed(0)
+    gradients = [torch.randn(p.shape, generator=generator) for p in lean._params.values()]
+    if poison is not None:
+        gradients[1].view(-1)[0] = poison
+    for learner, apply in ((lean, lean._apply_gradients), (reference, reference.apply_gradients)):
+        apply({pid: g.clone() for pid, g in zip(learner._params, gradients, strict=True)})
+    for p_mine, p_theirs in zip(
+        lean.module[MODULE].parameters(), reference.module[MODULE].parameters(), strict=True
+    ):
+        assert torch.isfinite(p_mine).all()
+        torch.testing.assert_close(p_mine, p_theirs, atol=0, rtol=0)
+
+
 def _labelled_batch(env: str, rows: int) -> MultiAgentBatch:
     """Random states of ``env`` with random actions (in the policy's [-1, 1] for a Box)."""
     space = gym.make(env)

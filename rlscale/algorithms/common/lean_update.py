@@ -47,6 +47,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from ray.rllib.core import ALL_MODULES
+from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.core.learner.training_data import TrainingData
 from ray.rllib.utils.metrics import (
     MODULE_TRAIN_BATCH_SIZE_MEAN,
@@ -57,6 +58,7 @@ from ray.rllib.utils.metrics import (
     WEIGHTS_SEQ_NO,
 )
 from ray.rllib.utils.metrics.ray_metrics import TimerAndPrometheusLogger
+from torch.nn.utils import get_total_norm
 
 Segment = tuple[int, int]
 """Rows ``[start, end)`` of the batch in its current (shuffled) order."""
@@ -302,8 +304,38 @@ class LeanUpdateMixin:
         fwd_out = {module_id: module._forward_train(minibatch)}
         loss_per_module = self.compute_losses(fwd_out=fwd_out, batch=batch)
         gradients = self.compute_gradients(loss_per_module)
-        self.apply_gradients(self.postprocess_gradients(gradients))
+        self._apply_gradients(self.postprocess_gradients(gradients))
         return loss_per_module
+
+    def _apply_gradients(self, gradients: dict[Any, torch.Tensor]) -> None:
+        """RLlib's ``apply_gradients``, with its finiteness checks made once.
+
+        RLlib checks every gradient with ``torch.isfinite(...).all()`` twice (two small kernels
+        per parameter tensor, a sizeable share of a small network's update). The total norm,
+        one fused reduction, is finite whenever every gradient is; then RLlib would set the
+        gradients and step every optimizer, which is what this does. A non-finite norm (a
+        non-finite gradient, or finite ones whose squares overflow) goes to RLlib's own checks,
+        as do grad scalers, LR schedulers and a Learner's own ``apply_gradients``.
+        """
+        plain = (
+            type(self).apply_gradients is TorchLearner.apply_gradients
+            and self._grad_scalers is None
+            and self._lr_scheduler_classes is None
+        )
+        values = list(gradients.values())
+        if (
+            not plain
+            or not values
+            or any(value is None for value in values)
+            or not torch.isfinite(get_total_norm(values))
+        ):
+            self.apply_gradients(gradients)
+            return
+        for pid, gradient in gradients.items():
+            self._params[pid].grad = gradient
+        for module_id, optimizer_names in self._module_optimizers.items():
+            for optimizer_name in optimizer_names:
+                self.get_optimizer(module_id, optimizer_name).step()
 
     def _log_lean_step_counts(self, module_id: str, *, steps: int, rows: int, env_steps: int):
         """RLlib's per-minibatch step counters, logged once with their totals."""

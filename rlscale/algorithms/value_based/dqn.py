@@ -22,6 +22,11 @@ Replay (``replay``): ``"flat"`` (the default) keeps n-step transitions in the fl
 read ``replay_buffer_config`` (capacity, α, β) and give the Learner the same columns; the flat
 one draws a minibatch with a few array operations where RLlib's builds one episode per row and
 runs its learner connector on them.
+
+Updates: with the flat replay and the Learner in the driver (``num_learners: 0``), a block's
+updates run in one Learner call (``lean_updates``, the default; see
+:mod:`~rlscale.algorithms.common.lean_replay_update`): the same draws, steps and priority writes
+as one RLlib ``LearnerGroup.update`` per update, without that call's fixed cost each time.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import numpy as np
 from ray.rllib.algorithms.dqn import DQN as RLlibDQN
 from ray.rllib.algorithms.dqn import DQNConfig as RLlibDQNConfig
 from ray.rllib.algorithms.dqn.dqn import calculate_rr_weights
+from ray.rllib.algorithms.dqn.torch.dqn_torch_learner import DQNTorchLearner
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
@@ -54,6 +60,8 @@ from ray.rllib.utils.numpy import convert_to_numpy
 
 from rlscale.algorithms.common.config import RlscaleConfigMixin
 from rlscale.algorithms.common.flat_replay import FlatReplay
+from rlscale.algorithms.common.lean_replay_update import LeanReplayUpdateMixin
+from rlscale.algorithms.common.lean_update import LeanUpdatesConfigMixin
 from rlscale.algorithms.common.sampling import sample_env_steps
 from rlscale.modules.rl_modules.discrete_q import DiscreteQModule
 
@@ -62,7 +70,7 @@ EPISODE_REPLAY = "episode"
 REPLAY_KINDS = (FLAT_REPLAY, EPISODE_REPLAY)
 
 
-class DQNConfig(RlscaleConfigMixin, RLlibDQNConfig):
+class DQNConfig(LeanUpdatesConfigMixin, RlscaleConfigMixin, RLlibDQNConfig):
     """RLlib's DQNConfig with rlscale's defaults and network width (``hidden_sizes``), and the
     replay kind (``replay``: ``"flat"`` or ``"episode"``)."""
 
@@ -102,6 +110,9 @@ class DQNConfig(RlscaleConfigMixin, RLlibDQNConfig):
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         return RLModuleSpec(module_class=DiscreteQModule, model_config=self.model_config)
+
+    def get_default_learner_class(self) -> type[DQNLearner]:
+        return DQNLearner
 
     def validate(self) -> None:
         super().validate()
@@ -243,8 +254,11 @@ class DQN(RLlibDQN):
             return None
         if len(self.local_replay_buffer) == 0:  # every step still waits for its n-step end
             return None
-        for minibatches in learner_calls(train, self.config.updates_per_learner_call):
-            self._update_from_replay(env_steps, minibatches)
+        if self._lean_replay_learner() is not None:
+            self._lean_updates_from_replay(env_steps, train)
+        else:
+            for minibatches in learner_calls(train, self.config.updates_per_learner_call):
+                self._update_from_replay(env_steps, minibatches)
         with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
             self.env_runner_group.sync_weights(
                 from_worker_or_learner_group=self.learner_group,
@@ -259,6 +273,29 @@ class DQN(RLlibDQN):
         with self.metrics.log_time((TIMERS, REPLAY_BUFFER_ADD_DATA_TIMER)):
             self.local_replay_buffer.add_episodes(episodes)
 
+    def _lean_replay_learner(self) -> DQNLearner | None:
+        """The driver's Learner when a block of updates can run in one call of it, else None
+        (Learners in actors, or one RLlib's own update path must serve)."""
+        if not self.learner_group.is_local or self.config.updates_per_learner_call != 1:
+            return None
+        learner = self.learner_group._learner
+        return learner if getattr(learner, "lean_problem", "") is None else None
+
+    def _lean_updates_from_replay(self, env_steps: int, updates: int) -> None:
+        """``updates`` updates in one call of the driver's Learner, each on a minibatch drawn
+        after the previous one's priorities were written (the replay's timers are inside the
+        Learner's)."""
+        beta = beta_at(self.config.replay_buffer_config.get("beta", 0.0), env_steps)
+        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+            learner_results = self._lean_replay_learner().replay_updates(
+                self.local_replay_buffer,
+                updates=updates,
+                rows=self.config.train_batch_size_per_learner,
+                beta=beta,
+                timesteps=self._learner_timesteps(env_steps),
+            )
+            self.metrics.aggregate([learner_results], key=LEARNER_RESULTS)
+
     def _update_from_replay(self, env_steps: int, minibatches: int) -> None:
         """``minibatches`` Learner updates in one call, on prioritized minibatches drawn
         together, then the drawn rows' new priorities from the TD errors the Learner returns."""
@@ -272,12 +309,7 @@ class DQN(RLlibDQN):
                 minibatch_size=self.config.train_batch_size_per_learner,
                 num_epochs=1,
                 shuffle_batch_per_epoch=False,
-                timesteps={
-                    NUM_ENV_STEPS_SAMPLED_LIFETIME: env_steps,
-                    NUM_AGENT_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
-                        (ENV_RUNNER_RESULTS, NUM_AGENT_STEPS_SAMPLED_LIFETIME), default={}
-                    ),
-                },
+                timesteps=self._learner_timesteps(env_steps),
             )
             # TD errors go to the priorities, not to the logged metrics (one per row).
             td_errors = _pop_td_errors(learner_results)
@@ -285,8 +317,21 @@ class DQN(RLlibDQN):
         with self.metrics.log_time((TIMERS, REPLAY_BUFFER_UPDATE_PRIOS_TIMER)):
             self.local_replay_buffer.update_priorities(indices, td_errors)
 
+    def _learner_timesteps(self, env_steps: int) -> dict[str, Any]:
+        return {
+            NUM_ENV_STEPS_SAMPLED_LIFETIME: env_steps,
+            NUM_AGENT_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
+                (ENV_RUNNER_RESULTS, NUM_AGENT_STEPS_SAMPLED_LIFETIME), default={}
+            ),
+        }
+
     def _env_steps_sampled(self) -> int:
         return self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)
+
+
+class DQNLearner(LeanReplayUpdateMixin, DQNTorchLearner):
+    """RLlib's DQN Learner (double, dueling, n-step Huber loss), with the lean replay updates
+    and the lean minibatch loop for the batches it is handed."""
 
 
 def learner_calls(updates: int, per_call: int) -> list[int]:

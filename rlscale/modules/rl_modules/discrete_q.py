@@ -58,7 +58,11 @@ class DiscreteQModule(DefaultDQNTorchRLModule):
     def forward_target(self, batch: dict[str, Any]) -> dict[str, Any]:
         return {QF_PREDS: self._target_q_network(self._flat_observations(batch))}
 
+    STATELESS = True
+    """No recurrent state: the vectorized sampler may run it (see ``get_initial_state``)."""
+
     def get_initial_state(self) -> dict:
+        # RLlib's DQN module would ask its catalog encoder, which this module does not build.
         return {}
 
     @staticmethod

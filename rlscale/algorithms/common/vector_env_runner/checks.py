@@ -131,7 +131,11 @@ def vector_sampling_problem(config: Any, spaces: tuple[gym.Space, gym.Space] | N
     if config.model_config.get("use_lstm") or config.model_config.get("use_attention"):
         return "its module is recurrent"
     module_class = _module_class(config)
-    if module_class is not None and _overrides(module_class, "get_initial_state"):
+    if (
+        module_class is not None
+        and _overrides(module_class, "get_initial_state")
+        and not getattr(module_class, "STATELESS", False)
+    ):
         # Building the module to ask is_stateful() costs more than a config should; the runner
         # asks once it has its module, and this errs on RLlib's side.
         return f"its module ({module_class.__name__}) defines get_initial_state (may be stateful)"
@@ -161,6 +165,9 @@ is recurrent only with ``use_lstm`` / ``use_attention`` (refused before the modu
 
 
 def _overrides(klass: type, method: str) -> bool:
+    """Whether ``klass`` has its own ``method`` (not RLModule's, nor one of the catalog
+    modules'). A module class that overrides ``get_initial_state`` only to return no state
+    says so with ``STATELESS = True``."""
     own = getattr(klass, method, None)
     inherited = (RLModule, *STATE_FROM_CATALOG_ENCODER)
     return all(own is not getattr(base, method) for base in inherited)
