@@ -96,7 +96,7 @@ class DreamerConfig(RlscaleConfigMixin, AlgorithmConfig):
         self.adam_epsilon = 1e-5
         self.grad_clip = 100.0
         self.entropy_scale = 3e-4  # DreamerV3's η, on returns scaled by max(1, S)
-        self.actor_mean_penalty = 1e-3
+        self.actor_mean_penalty = 0.01
         """Weight of 0.5 · mean(μ²) over the actor's pre-tanh means in imagination. Where the
         best action lies on a bound (bang-bang swing-ups), the return's gradient pushes μ out
         without end; once |μ| is past about 10, tanh is flat, no return gradient comes back and
