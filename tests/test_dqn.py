@@ -202,7 +202,7 @@ def _two_blocks(lean_updates: bool) -> dict:
     algo = small_dqn("flat").training(lean_updates=lean_updates).build_algo()
     try:
         losses = _record_losses(algo)
-        result = algo.train()
+        algo.train()
         result = algo.train()
         learner = algo.learner_group._learner
         return {

@@ -274,8 +274,8 @@ class DQN(RLlibDQN):
             self.local_replay_buffer.add_episodes(episodes)
 
     def _lean_replay_learner(self) -> DQNLearner | None:
-        """The driver's Learner when a block of updates can run in one call of it, else None
-        (Learners in actors, or one RLlib's own update path must serve)."""
+        """The driver's Learner when a block of updates can run in one call of it; None with
+        Learner actors, ``updates_per_learner_call`` > 1, or a Learner on RLlib's update path."""
         if not self.learner_group.is_local or self.config.updates_per_learner_call != 1:
             return None
         learner = self.learner_group._learner

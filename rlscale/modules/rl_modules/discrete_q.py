@@ -27,6 +27,9 @@ from rlscale.modules.networks.target import frozen_copy
 
 
 class DiscreteQModule(DefaultDQNTorchRLModule):
+    STATELESS = True
+    """No recurrent state: the vectorized sampler may run it (see ``get_initial_state``)."""
+
     def setup(self) -> None:
         config = self.model_config
         self.uses_dueling = bool(config["dueling"])
@@ -57,9 +60,6 @@ class DiscreteQModule(DefaultDQNTorchRLModule):
 
     def forward_target(self, batch: dict[str, Any]) -> dict[str, Any]:
         return {QF_PREDS: self._target_q_network(self._flat_observations(batch))}
-
-    STATELESS = True
-    """No recurrent state: the vectorized sampler may run it (see ``get_initial_state``)."""
 
     def get_initial_state(self) -> dict:
         # RLlib's DQN module would ask its catalog encoder, which this module does not build.
