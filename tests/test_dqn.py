@@ -236,6 +236,33 @@ def test_lean_replay_updates_give_the_numbers_of_one_rllib_update_call_each(ray_
     assert lean["learners"]["qf_loss"] == pytest.approx(lean["losses"][-1], abs=1e-6)
 
 
+@pytest.mark.parametrize("store", [True, False])
+def test_checkpoints_carry_the_flat_replay_when_asked(ray_local, tmp_path, store):
+    config = small_dqn("flat").training(store_buffer_in_checkpoints=store)
+    algo = config.build_algo()
+    try:
+        algo.train()
+        algo.save_to_path(str(tmp_path))
+        stored = algo.local_replay_buffer.stored()
+        probabilities = algo.local_replay_buffer.probabilities()
+        _, expected_rows = algo.local_replay_buffer.sample(16, beta=0.4)
+    finally:
+        algo.stop()
+    restored = config.build_algo()
+    try:
+        restored.restore_from_path(str(tmp_path))
+        replay = restored.local_replay_buffer
+        if not store:
+            assert len(replay) == 0
+            return
+        for key, values in stored.items():
+            np.testing.assert_array_equal(replay.stored()[key], values)
+        np.testing.assert_allclose(replay.probabilities(), probabilities)
+        np.testing.assert_array_equal(replay.sample(16, beta=0.4)[1], expected_rows)
+    finally:
+        restored.stop()
+
+
 @pytest.mark.slow
 def test_dqn_learns_cartpole_with_default_settings(ray_local, tmp_path):
     """``rlscale train dqn --env CartPole-v1`` with no hyper-parameters: after 40k env steps the

@@ -340,6 +340,31 @@ def test_an_iteration_warms_up_fills_the_replay_updates_and_syncs_the_actor(ray_
         algo.stop()
 
 
+@pytest.mark.parametrize("store", [True, False])
+def test_checkpoints_carry_the_replay_when_asked(ray_local, tmp_path, store):
+    config = _config(random_warmup_steps=200, store_buffer_in_checkpoints=store).reporting(
+        min_sample_timesteps_per_iteration=200
+    )
+    algo = config.build_algo()
+    try:
+        algo.train()  # one whole uniform episode into the replay
+        algo.save_to_path(str(tmp_path))
+        expected = algo.replay.sample(4)
+    finally:
+        algo.stop()
+    restored = config.build_algo()
+    try:
+        restored.restore_from_path(str(tmp_path))
+        if not store:
+            assert restored.replay.num_steps() == 0
+            return
+        assert restored.replay.num_steps() == 201
+        for key, values in restored.replay.sample(4).items():
+            np.testing.assert_array_equal(values, expected[key])
+    finally:
+        restored.stop()
+
+
 def test_a_dataset_fills_the_replay_and_is_trained_on_before_the_first_step(ray_local, minari_root):
     name = write_scripted_dataset(
         minari_root, "pendulum/swing-up-v0", 2, "Pendulum-v1", "pendulum_swing_up"

@@ -280,3 +280,32 @@ def test_sac_with_default_settings_solves_pendulum_within_20k_steps(ray_local, t
     −157 ± 89 at 20k steps; the greedy policy here must reach −200."""
     result, evaluation = _train_and_evaluate(tmp_path, 20_000)
     assert evaluation.mean_return >= -200, (evaluation.returns, result.final)
+
+
+def test_checkpoints_carry_the_replay_when_asked(ray_local, tmp_path):
+    config = (
+        SACConfig()
+        .environment(register_with_rllib("Pendulum-v1"))
+        .debugging(seed=0)
+        .training(
+            hidden_sizes=[16],
+            num_steps_sampled_before_learning_starts=64,
+            store_buffer_in_checkpoints=True,
+        )
+        .reporting(min_sample_timesteps_per_iteration=64)
+    )
+    algo = config.build_algo()
+    try:
+        algo.train()  # 64 uniform steps into the replay, no update yet
+        algo.save_to_path(str(tmp_path))
+        stored = algo.local_replay_buffer.stored()
+    finally:
+        algo.stop()
+    restored = config.build_algo()
+    try:
+        restored.restore_from_path(str(tmp_path))
+        assert len(restored.local_replay_buffer) == 64
+        for key, values in stored.items():
+            np.testing.assert_array_equal(restored.local_replay_buffer.stored()[key], values)
+    finally:
+        restored.stop()

@@ -289,6 +289,30 @@ def test_replay_drops_the_oldest_episodes():
     assert set(np.unique(replay.sample(64)["observations"])) == {2.0, 3.0}
 
 
+def test_replay_state_round_trip_gives_the_same_episodes_and_draws():
+    replay = SequenceReplay(capacity_steps=100, sequence_length=5, seed=0)
+    for value in range(3):
+        replay.add_episode(np.full((11, 1), value, np.float32), np.zeros(10), np.zeros(10), True)
+    replay.add_episode(np.zeros((6, 1)), np.zeros(5), np.zeros(5), False, episode_id="running")
+    replay.sample(4)  # the generator has moved on
+    restored = SequenceReplay(capacity_steps=100, sequence_length=5, seed=123)
+    restored.set_state(replay.get_state())
+    assert restored.num_steps() == replay.num_steps() == 39
+    assert restored.num_episodes() == 4
+    mine, theirs = restored.sample(16), replay.sample(16)
+    for key, values in theirs.items():
+        np.testing.assert_array_equal(mine[key], values)
+    # The running episode can still be continued by its id.
+    restored.add_episode(np.zeros((3, 1)), np.zeros(2), np.zeros(2), True, episode_id="running")
+    assert restored.num_steps() == 41 and restored.num_episodes() == 4
+
+
+def test_a_replay_of_other_sequences_is_refused_with_what_to_do():
+    state = SequenceReplay(capacity_steps=100, sequence_length=5).get_state()
+    with pytest.raises(ValueError, match="restore it with sequence_length=5"):
+        SequenceReplay(capacity_steps=100, sequence_length=8).set_state(state)
+
+
 def test_sampling_needs_an_episode_as_long_as_a_sequence():
     replay = SequenceReplay(capacity_steps=100, sequence_length=10, seed=0)
     replay.add_episode(np.zeros((5, 1)), np.zeros(4), np.zeros(4), True)

@@ -62,6 +62,7 @@ from rlscale.algorithms.common.config import RlscaleConfigMixin
 from rlscale.algorithms.common.flat_replay import FlatReplay
 from rlscale.algorithms.common.lean_replay_update import LeanReplayUpdateMixin
 from rlscale.algorithms.common.lean_update import LeanUpdatesConfigMixin
+from rlscale.algorithms.common.replay_checkpoint import ReplayInCheckpointsMixin
 from rlscale.algorithms.common.sampling import sample_env_steps
 from rlscale.modules.rl_modules.discrete_q import DiscreteQModule
 
@@ -186,7 +187,7 @@ def beta_at(beta: Any, env_steps: int) -> float:
     return float(np.interp(env_steps, points[:, 0], points[:, 1]))
 
 
-class DQN(RLlibDQN):
+class DQN(ReplayInCheckpointsMixin, RLlibDQN):
     """RLlib's DQN with rlscale's flat prioritized replay (or, with ``replay="episode"``,
     RLlib's episode replay and training step), seeded from the experiment's seed."""
 

@@ -147,6 +147,29 @@ class SequenceReplay:
             if oldest.key is not None:
                 self._by_id.pop(oldest.key, None)
 
+    def get_state(self) -> dict[str, Any]:
+        """The stored episodes and the sampling generator (for checkpoints)."""
+        return {
+            "sequence_length": self.sequence_length,
+            "episodes": [
+                (e.observations, e.actions, e.rewards, e.terminated, e.key) for e in self._episodes
+            ],
+            "rng": self._rng.bit_generator.state,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        if state["sequence_length"] != self.sequence_length:
+            raise ValueError(
+                f"the saved replay cuts sequences of {state['sequence_length']} steps, this one "
+                f"{self.sequence_length}; restore it with sequence_length="
+                f"{state['sequence_length']}."
+            )
+        self._episodes = deque(_Episode(*fields) for fields in state["episodes"])
+        self._by_id = {e.key: e for e in self._episodes if e.key is not None}
+        self._steps = sum(e.steps for e in self._episodes)
+        self._rng.bit_generator.state = state["rng"]
+        self._evict()
+
     def can_sample(self) -> bool:
         """Some episode holds a whole sequence."""
         return self.longest_episode() >= self.sequence_length

@@ -22,6 +22,7 @@ from ray.rllib.utils.metrics import (
 
 from rlscale.algorithms.common.config import RlscaleConfigMixin
 from rlscale.algorithms.common.replay import TransitionReplay
+from rlscale.algorithms.common.replay_checkpoint import ReplayInCheckpointsMixin
 from rlscale.algorithms.common.sampling import sample_env_steps
 from rlscale.algorithms.value_based.sac.learner import SACLearner
 from rlscale.algorithms.value_based.sac.module import (
@@ -111,7 +112,7 @@ class SACConfig(RlscaleConfigMixin, RLlibSACConfig):
         return SACLearner
 
 
-class SAC(RLlibSAC):
+class SAC(ReplayInCheckpointsMixin, RLlibSAC):
     """RLlib's SAC with rlscale's replay and training step.
 
     Each ``training_step`` samples ``rollout_fragment_length`` steps per env, adds them to a

@@ -19,6 +19,7 @@ from ray.rllib.utils.metrics import (
     TIMERS,
 )
 
+from rlscale.algorithms.common.replay_checkpoint import ReplayInCheckpointsMixin
 from rlscale.algorithms.common.sampling import sample_env_steps
 from rlscale.algorithms.world_model.dreamer.config import DreamerConfig
 from rlscale.algorithms.world_model.dreamer.learner import DreamerLearner
@@ -27,6 +28,7 @@ from rlscale.algorithms.world_model.sequences import SequenceReplay, sequences_f
 
 PRETRAIN_TIMER = "pretrain"
 REPLAY_STEPS = "replay_steps"
+PRETRAINED = "dreamer_pretrained"
 
 
 def normalized_actions(actions: np.ndarray, action_space: gym.spaces.Box) -> np.ndarray:
@@ -66,7 +68,7 @@ class EpisodeAssembler:
         return {**episode, "terminated": bool(chunk.is_terminated)}
 
 
-class Dreamer(Algorithm):
+class Dreamer(ReplayInCheckpointsMixin, Algorithm):
     """Random warm-up, then: sample with the actor, add finished episodes to the sequence
     replay, run the updates the training ratio owes on the Learner, sync the actor."""
 
@@ -96,6 +98,19 @@ class Dreamer(Algorithm):
         self._pretrained = not config.dataset_dir
         self._update_credit = 0.0
         self._runners_act_uniformly = False
+
+    def checkpointed_replay(self) -> SequenceReplay:
+        return self.replay
+
+    def get_state(self, components=None, *, not_components=None, **kwargs) -> dict[str, Any]:
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        # A run restored after its dataset pretraining must not pretrain again.
+        state[PRETRAINED] = self._pretrained
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state({key: value for key, value in state.items() if key != PRETRAINED})
+        self._pretrained = state.get(PRETRAINED, self._pretrained)
 
     def training_step(self) -> None:
         if not self._pretrained:

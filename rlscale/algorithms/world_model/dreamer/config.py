@@ -53,6 +53,7 @@ class DreamerConfig(RlscaleConfigMixin, AlgorithmConfig):
         "return_scale_decay",
         "random_warmup_steps",
         "replay_capacity",
+        "store_buffer_in_checkpoints",
         "dataset_dir",
         "pretrain_updates",
     )
@@ -107,6 +108,9 @@ class DreamerConfig(RlscaleConfigMixin, AlgorithmConfig):
         self.return_scale_decay = 0.99
         self.random_warmup_steps = 1_000
         self.replay_capacity = 100_000
+        # RLlib's key (DQN's and SAC's): the replay goes into checkpoints, so that a restored
+        # run continues with it. Off, as in RLlib: 100k 64x64 frames are 1.2 GB.
+        self.store_buffer_in_checkpoints = False
         self.dataset_dir: str | None = None
         """A Minari dataset's ``data`` folder (``--dataset``): its episodes fill the replay and
         ``pretrain_updates`` updates run on them before the first env step."""
