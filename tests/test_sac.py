@@ -223,19 +223,20 @@ def test_replay_keeps_the_newest_transitions_and_samples_them_uniformly():
         TransitionReplay(capacity=0)
 
 
-def test_warm_up_acts_uniformly_then_one_update_per_env_step(ray_local):
-    config = (
+def _small_sac(**training) -> SACConfig:
+    """Pendulum, a 16-unit network, 64 uniform steps before learning, 64 env steps per
+    iteration."""
+    return (
         SACConfig()
         .environment(register_with_rllib("Pendulum-v1"))
         .debugging(seed=0)
-        .training(
-            hidden_sizes=[16],
-            num_steps_sampled_before_learning_starts=64,
-            train_batch_size_per_learner=32,
-            training_intensity=32,
-        )
+        .training(hidden_sizes=[16], num_steps_sampled_before_learning_starts=64, **training)
         .reporting(min_sample_timesteps_per_iteration=64)
     )
+
+
+def test_warm_up_acts_uniformly_then_one_update_per_env_step(ray_local):
+    config = _small_sac(train_batch_size_per_learner=32, training_intensity=32)
     algo = config.build_algo()
     try:
         module = algo.env_runner.module
@@ -283,17 +284,7 @@ def test_sac_with_default_settings_solves_pendulum_within_20k_steps(ray_local, t
 
 
 def test_checkpoints_carry_the_replay_when_asked(ray_local, tmp_path):
-    config = (
-        SACConfig()
-        .environment(register_with_rllib("Pendulum-v1"))
-        .debugging(seed=0)
-        .training(
-            hidden_sizes=[16],
-            num_steps_sampled_before_learning_starts=64,
-            store_buffer_in_checkpoints=True,
-        )
-        .reporting(min_sample_timesteps_per_iteration=64)
-    )
+    config = _small_sac(store_buffer_in_checkpoints=True)
     algo = config.build_algo()
     try:
         algo.train()  # 64 uniform steps into the replay, no update yet
