@@ -148,6 +148,12 @@ class LeanUpdateMixin:
         super().build()
         self.lean_problem: str | None = lean_update_problem(self)
         """None when updates take the lean path; else why they take RLlib's (decided once)."""
+        self.plain_gradient_step = (
+            type(self).apply_gradients is TorchLearner.apply_gradients
+            and self._grad_scalers is None
+            and self._lr_scheduler_classes is None
+        )
+        """Whether ``_apply_gradients`` may check finiteness once (see there; decided once)."""
 
     def add_module(self, *args: Any, **kwargs: Any):
         spec = super().add_module(*args, **kwargs)
@@ -317,14 +323,9 @@ class LeanUpdateMixin:
         non-finite gradient, or finite ones whose squares overflow) goes to RLlib's own checks,
         as do grad scalers, LR schedulers and a Learner's own ``apply_gradients``.
         """
-        plain = (
-            type(self).apply_gradients is TorchLearner.apply_gradients
-            and self._grad_scalers is None
-            and self._lr_scheduler_classes is None
-        )
         values = list(gradients.values())
         if (
-            not plain
+            not self.plain_gradient_step
             or not values
             or any(value is None for value in values)
             or not torch.isfinite(get_total_norm(values))

@@ -255,8 +255,9 @@ class DQN(ReplayInCheckpointsMixin, RLlibDQN):
             return None
         if len(self.local_replay_buffer) == 0:  # every step still waits for its n-step end
             return None
-        if self._lean_replay_learner() is not None:
-            self._lean_updates_from_replay(env_steps, train)
+        learner = self._lean_replay_learner()
+        if learner is not None:
+            self._lean_updates_from_replay(learner, env_steps, train)
         else:
             for minibatches in learner_calls(train, self.config.updates_per_learner_call):
                 self._update_from_replay(env_steps, minibatches)
@@ -282,13 +283,13 @@ class DQN(ReplayInCheckpointsMixin, RLlibDQN):
         learner = self.learner_group._learner
         return learner if getattr(learner, "lean_problem", "") is None else None
 
-    def _lean_updates_from_replay(self, env_steps: int, updates: int) -> None:
-        """``updates`` updates in one call of the driver's Learner, each on a minibatch drawn
-        after the previous one's priorities were written (the replay's timers are inside the
-        Learner's)."""
+    def _lean_updates_from_replay(self, learner: DQNLearner, env_steps: int, updates: int) -> None:
+        """``updates`` updates in one call of the driver's ``learner``, each on a minibatch
+        drawn after the previous one's priorities were written (the replay's timers are inside
+        the Learner's)."""
         beta = beta_at(self.config.replay_buffer_config.get("beta", 0.0), env_steps)
         with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
-            learner_results = self._lean_replay_learner().replay_updates(
+            learner_results = learner.replay_updates(
                 self.local_replay_buffer,
                 updates=updates,
                 rows=self.config.train_batch_size_per_learner,

@@ -137,7 +137,8 @@ def vector_sampling_problem(config: Any, spaces: tuple[gym.Space, gym.Space] | N
         and not getattr(module_class, "STATELESS", False)
     ):
         # Building the module to ask is_stateful() costs more than a config should; the runner
-        # asks once it has its module, and this errs on RLlib's side.
+        # asks once it has its module, and this errs on RLlib's side. A module class whose
+        # get_initial_state only returns no state says so with STATELESS = True.
         return f"its module ({module_class.__name__}) defines get_initial_state (may be stateful)"
     problem = callbacks_problem(config)
     if problem or spaces is None:
@@ -166,8 +167,7 @@ is recurrent only with ``use_lstm`` / ``use_attention`` (refused before the modu
 
 def _overrides(klass: type, method: str) -> bool:
     """Whether ``klass`` has its own ``method`` (not RLModule's, nor one of the catalog
-    modules'). A module class that overrides ``get_initial_state`` only to return no state
-    says so with ``STATELESS = True``."""
+    modules')."""
     own = getattr(klass, method, None)
     inherited = (RLModule, *STATE_FROM_CATALOG_ENCODER)
     return all(own is not getattr(base, method) for base in inherited)
