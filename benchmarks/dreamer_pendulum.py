@@ -17,8 +17,10 @@ the vector observation (the peer is not run on pixels).
 allows) and ``--peer-max-wall`` stops each of its runs after so many seconds, keeping the marks
 it reached. At ratio 1024 DreamerV3 takes one update of 16 x 64 replayed steps per env step,
 seconds of CPU each here, so 20k env steps are about a day per seed; a lower ratio changes
-nothing with one env, since RLlib's training step trains at least one batch per sample. A
-smoke test:
+nothing with one env, since RLlib's training step trains at least one batch per sample.
+``--peer-envs N`` gives DreamerV3 N envs in the driver: a sample is then N env steps, so
+RLlib trains one batch per N env steps and ``--peer-envs 16 --peer-training-ratio 64`` runs it
+at rlscale's ratio of 64 replayed steps per env step. A smoke test:
 ``--marks 1100 --seeds 0 --peer-seeds 0 --set random_warmup_steps=200``.
 """
 
@@ -61,14 +63,14 @@ def rlscale_algorithm(seed: int, overrides: dict, pixels: bool = False):
     return config.build_algo()
 
 
-def peer_algorithm(seed: int, training_ratio: float):
+def peer_algorithm(seed: int, training_ratio: float, num_envs: int):
     from ray.rllib.algorithms.dreamerv3 import DreamerV3Config
 
     config = (
         DreamerV3Config()
         .framework("torch")
         .environment(ENV)
-        .env_runners(num_env_runners=0, num_envs_per_env_runner=1)
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=num_envs)
         .training(model_size="XS", training_ratio=training_ratio)
         .reporting(metrics_num_episodes_for_smoothing=SMOOTHING_EPISODES)
         .debugging(seed=seed)
@@ -135,6 +137,13 @@ def main() -> None:
     parser.add_argument("--marks", type=int, nargs="+", default=[20_000, 50_000, 100_000])
     parser.add_argument("--peer-training-ratio", type=float, default=PEER_TRAINING_RATIO)
     parser.add_argument(
+        "--peer-envs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="DreamerV3's envs in the driver; it trains one batch per sample of N env steps",
+    )
+    parser.add_argument(
         "--peer-max-wall",
         type=float,
         default=math.inf,
@@ -158,6 +167,8 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, metavar="OUT")
     args = parser.parse_args()
+    if args.peer_envs < 1:
+        parser.error(f"--peer-envs must be at least 1, got {args.peer_envs}")
     overrides = parse_overrides(args.set)
 
     import ray
@@ -179,7 +190,7 @@ def main() -> None:
             )
         else:
             outcome = run(
-                lambda seed=seed: peer_algorithm(seed, args.peer_training_ratio),
+                lambda seed=seed: peer_algorithm(seed, args.peer_training_ratio, args.peer_envs),
                 args.marks,
                 args.peer_max_wall,
             )
@@ -201,6 +212,7 @@ def main() -> None:
             "peer": {
                 "model_size": "XS",
                 "training_ratio": args.peer_training_ratio,
+                "num_envs": args.peer_envs,
                 "max_wall_s": args.peer_max_wall if math.isfinite(args.peer_max_wall) else None,
             },
             "smoothing_episodes": SMOOTHING_EPISODES,

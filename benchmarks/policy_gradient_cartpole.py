@@ -1,7 +1,8 @@
 """A2C, TRPO and PPO on CartPole-v1: env steps and wall time to a mean return of 475, in one run.
 
     .venv/bin/python benchmarks/policy_gradient_cartpole.py [--seeds 0 1 2] [--max-steps 200000]
-        [--peers rlscale-ppo sb3-ppo ...] [--env-runner vector|rllib] [--out FILE]
+        [--peers rlscale-ppo sb3-ppo ...] [--env-runner vector|rllib] [--set KEY=JSON ...]
+        [--out FILE]
 
 - rlscale-a2c / rlscale-trpo / rlscale-ppo: ``rlscale.train`` with each algorithm's defaults
   (what ``rlscale train a2c|trpo|ppo`` runs);
@@ -11,7 +12,9 @@
 
 ``--env-runner`` picks the rlscale peers' EnvRunner: ``vector`` (default) is rlscale's
 VectorEnvRunner, ``rllib`` RLlib's SingleAgentEnvRunner (``vector_sampling=False``); give an
-``--out`` file too, so that the two runs do not share one results file.
+``--out`` file too, so that the two runs do not share one results file. ``--set KEY=JSON``
+changes one hyper-parameter of the rlscale peers (``--set lr=0.002 entropy_coeff=0.01``), to
+race other settings against SB3's; the defaults are what the race is for.
 
 Ratios compare each rlscale algorithm with its SB3 counterpart and rlscale PPO with RLlib's stock
 PPO. See ``cartpole_race.py`` for how returns and times are measured.
@@ -20,13 +23,14 @@ PPO. See ``cartpole_race.py`` for how returns and times are measured.
 from __future__ import annotations
 
 import argparse
+import json
 from functools import partial
 
 import cartpole_race as race
 
 ALGORITHMS = ("a2c", "trpo", "ppo")
-RLSCALE_HYPERPARAMETERS: dict[str, bool] = {}
-"""What ``--env-runner`` sets on the rlscale peers (nothing: rlscale's defaults)."""
+RLSCALE_HYPERPARAMETERS: dict[str, object] = {}
+"""What ``--env-runner`` and ``--set`` set on the rlscale peers (nothing: rlscale's defaults)."""
 
 
 def run_rlscale(algorithm: str, seed: int, max_steps: int) -> race.Run:
@@ -96,9 +100,18 @@ BASELINES = {
 if __name__ == "__main__":
     runner_flag = argparse.ArgumentParser(add_help=False)
     runner_flag.add_argument("--env-runner", choices=("vector", "rllib"), default="vector")
+    runner_flag.add_argument("--set", nargs="+", default=[], metavar="KEY=JSON")
     known, rest = runner_flag.parse_known_args()
     if known.env_runner == "rllib":
         RLSCALE_HYPERPARAMETERS["vector_sampling"] = False
+    for pair in known.set:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            runner_flag.error(f"--set {pair!r}: expected KEY=JSON, for example lr=0.002")
+        try:
+            RLSCALE_HYPERPARAMETERS[key] = json.loads(value)
+        except json.JSONDecodeError as error:
+            runner_flag.error(f"--set {pair!r}: the value after '=' must be JSON ({error})")
     race.race(
         "policy_gradient_cartpole",
         "A2C, TRPO, PPO",
