@@ -12,9 +12,9 @@
 
 ``--env-runner`` picks the rlscale peers' EnvRunner: ``vector`` (default) is rlscale's
 VectorEnvRunner, ``rllib`` RLlib's SingleAgentEnvRunner (``vector_sampling=False``); give an
-``--out`` file too, so that the two runs do not share one results file. ``--set KEY=JSON``
-changes one hyper-parameter of the rlscale peers (``--set lr=0.002 entropy_coeff=0.01``), to
-race other settings against SB3's; the defaults are what the race is for.
+``--out`` file too, so that the two runs do not share one results file. ``--set KEY=JSON ...``
+sets hyper-parameters of the rlscale peers (``--set lr=0.002 entropy_coeff=0.01``), to race
+other settings against SB3's; the defaults are what the race is for.
 
 Ratios compare each rlscale algorithm with its SB3 counterpart and rlscale PPO with RLlib's stock
 PPO. See ``cartpole_race.py`` for how returns and times are measured.
