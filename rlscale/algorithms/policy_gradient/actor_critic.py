@@ -54,6 +54,8 @@ DISCRETE_ACTION_DEFAULTS: dict[str, Any] = {
     "normalize_actions": False,
 }
 BOX_ACTION_DEFAULTS: dict[str, Any] = {"initial_log_std": -0.5}
+GRAD_CLIP = 0.5
+"""The global-norm gradient clip the three share (A2C lifts it for Discrete actions)."""
 """What every policy-gradient config changes for Box actions (on top of its own values)."""
 
 
@@ -85,7 +87,7 @@ class ActorCriticConfig(RlscaleConfigMixin, RLlibPPOConfig):
         self.vf_loss_coeff = 0.5
         self.entropy_coeff = 0.0
         self.use_kl_loss = False
-        self.grad_clip = 0.5
+        self.grad_clip = GRAD_CLIP
         self.grad_clip_by = "global_norm"
         self.shuffle_batch_per_epoch = True
 
