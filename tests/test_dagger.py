@@ -22,6 +22,7 @@ from rlscale.algorithms.imitation.dagger import (
     LabelledStates,
 )
 from rlscale.datasets.store import open_dataset
+from rlscale.envs import lane_keeping
 from rlscale.errors import PolicyError, SpecError
 from rlscale.platform.experiment import prepare
 from rlscale.policies import cartpole_balance
@@ -311,12 +312,12 @@ def test_the_aggregate_is_written_as_a_minari_dataset_when_the_run_stops(ray_loc
     assert all(e.terminations[-1] or e.truncations[-1] for e in episodes)
 
 
-def _scripted_returns(policy_name: str, episodes: int, seed: int) -> list[float]:
+def _scripted_returns(env_id: str, policy_name: str, episodes: int, seed: int) -> list[float]:
     """Returns of a scripted policy from the start states ``rlscale.evaluate(seed=seed)`` uses
     (the env reset with the seed once, then reset on)."""
     from rlscale.policies import scripted_policy
 
-    env = gym.make("Pendulum-v1")
+    env = gym.make(env_id)
     act = scripted_policy(policy_name)(env.observation_space, env.action_space)
     rng = np.random.default_rng(seed)
     returns = []
@@ -334,41 +335,38 @@ def _scripted_returns(policy_name: str, episodes: int, seed: int) -> list[float]
 
 @pytest.mark.slow
 def test_dagger_reaches_the_expert_where_behaviour_cloning_does_not(ray_local, tmp_path):
-    """The issue's check, on Pendulum-v1 with the scripted swing-up expert and a budget of
-    1,000 expert labels (5 rounds of 200 steps) for both: DAgger (beta 1, 0.75, 0.5, 0.25, 0)
-    reaches >= 0.95 of the expert's return on the random-to-expert scale, and behaviour cloning
-    (the expert acting in every round: the same learner on the expert's own states) does not.
+    """The issue's check, on rlscale/LaneKeeping-v0 with its scripted expert and a budget of
+    800 expert labels (4 rounds of 200 steps) for both, with the defaults otherwise: DAgger
+    (beta 1, 2/3, 1/3, 0) reaches >= 0.95 of the expert's return on the random-to-expert
+    scale, and behaviour cloning (the expert acting in every round: the same learner on the
+    expert's own states) does not.
 
-    Both use the network in raw units (``standardize: false``). The default standardized one
-    learns the swing-up from the expert's own states within this budget (BC 1.00 from 400 to
-    1,000 labels, docs/imitation.md), so the states the learner's own mistakes lead to no
-    longer matter there; in raw units they do, which is what DAgger is for."""
-    episodes, seed = 5, 0
-    expert = float(np.mean(_scripted_returns("pendulum_swing_up", episodes, seed)))
-    random = float(np.mean(_scripted_returns("random", 20, seed)))
+    The expert never leaves the lane's centre line, so its states show no correction, and the
+    lane's drift makes any cloned error grow: on seeds 0-4 DAgger scored 1.00 each and
+    behaviour cloning 0.30 to 0.60 (docs/imitation.md). On Pendulum-v1 and CartPole-v1 the
+    random starts already show deviations, and cloning reaches the expert."""
+    env_id, expert_name, episodes, seed = lane_keeping.ENV_ID, "lane_keeping", 5, 0
+    expert = float(np.mean(_scripted_returns(env_id, expert_name, episodes, seed)))
+    random = float(np.mean(_scripted_returns(env_id, "random", 20, seed)))
 
     def normalized_return(name: str, schedule: dict) -> float:
         spec = rlscale.ExperimentSpec(
             algorithm="dagger",
-            env="Pendulum-v1",
-            expert="pendulum_swing_up",
+            env=env_id,
+            expert=expert_name,
             seed=seed,
             output=tmp_path,
             name=name,
-            stop={"iterations": 5},
+            stop={"iterations": 4},
             checkpoint={"every": 0},
-            hyperparameters={
-                "train_batch_size_per_learner": 200,
-                "standardize": False,
-                **schedule,
-            },
+            hyperparameters={"train_batch_size_per_learner": 200, **schedule},
         )
         result = rlscale.train(spec)
-        assert result.final.env_steps == 1_000
+        assert result.final.env_steps == 800
         evaluation = rlscale.evaluate(result.checkpoint, episodes=episodes, seed=seed)
         return (evaluation.mean_return - random) / (expert - random)
 
-    dagger = normalized_return("dagger", {"beta_decay_iterations": 4})
+    dagger = normalized_return("dagger", {"beta_decay_iterations": 3})
     behaviour_cloning = normalized_return("bc", {"beta_schedule": "exponential", "beta_base": 1.0})
     assert dagger >= 0.95, (dagger, expert, random)
     assert behaviour_cloning < 0.95, (behaviour_cloning, expert, random)

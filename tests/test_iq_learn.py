@@ -317,8 +317,8 @@ def test_iq_learn_online_learns_pendulum_from_five_demonstrations(ray_local, min
     minibatches) from 5 `pendulum_swing_up` episodes reaches >= 0.9 on the random-to-expert
     scale, greedy over the 5 episodes the expert's return is measured on (same seed)."""
     episodes, seed = 5, 0
-    expert = float(np.mean(_scripted_returns("pendulum_swing_up", episodes, seed)))
-    random = float(np.mean(_scripted_returns("random", 20, seed)))
+    expert = float(np.mean(_scripted_returns("Pendulum-v1", "pendulum_swing_up", episodes, seed)))
+    random = float(np.mean(_scripted_returns("Pendulum-v1", "random", 20, seed)))
     name = _collect(
         minari_root, "pendulum/swing-v0", episodes, env="Pendulum-v1", policy="pendulum_swing_up"
     )

@@ -26,6 +26,7 @@ ENVS_OF = {
     "cartpole_balance": ("CartPole-v1",),
     "cartpole_centered": ("CartPole-v1",),
     "pendulum_swing_up": ("Pendulum-v1",),
+    "lane_keeping": ("rlscale/LaneKeeping-v0",),
     "inverted_pendulum_balance": ("InvertedPendulum-v5",),
     "point_mass_two_ways": ("rlscale/PointMassObstacle-v1",),
 }
@@ -80,8 +81,8 @@ def test_unknown_policy_name_suggests_the_nearest_and_lists_all():
     with pytest.raises(PolicyError, match="Did you mean: cartpole_balance[,?]") as raised:
         scripted_policy("cartpole_balanse")
     assert (
-        "cartpole_balance, cartpole_centered, inverted_pendulum_balance, pendulum_swing_up, "
-        "point_mass_two_ways, random" in str(raised.value)
+        "cartpole_balance, cartpole_centered, inverted_pendulum_balance, lane_keeping, "
+        "pendulum_swing_up, point_mass_two_ways, random" in str(raised.value)
     )
 
 

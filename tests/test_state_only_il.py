@@ -260,8 +260,8 @@ def test_state_only_il_swings_pendulum_up_from_states_alone(ray_local, minari_ro
         minari_root, "pendulum/swing-v0", 5, env="Pendulum-v1", policy="pendulum_swing_up"
     )
     episodes, seed = 5, 0
-    expert = float(np.mean(_scripted_returns("pendulum_swing_up", episodes, seed)))
-    random = float(np.mean(_scripted_returns("random", 20, seed)))
+    expert = float(np.mean(_scripted_returns("Pendulum-v1", "pendulum_swing_up", episodes, seed)))
+    random = float(np.mean(_scripted_returns("Pendulum-v1", "random", 20, seed)))
     result, evaluation = _evaluated(tmp_path, name, "Pendulum-v1", PENDULUM_STEPS, episodes)
     normalized = (evaluation.mean_return - random) / (expert - random)
     assert normalized >= 0.8, (normalized, evaluation.returns, expert, random, result.final)

@@ -6,16 +6,18 @@ on every EnvRunner, and ``list_envs`` backs ``rlscale envs``. Ray and PettingZoo
 
 Importing this package registers rlscale's own Gymnasium ids (``rlscale/ContinuousCartPole-v0``,
 ``rlscale/ContinuousCartPoleSwingUp-v0``, see :mod:`rlscale.envs.continuous_cartpole`;
-``rlscale/PointMassObstacle-v0``, see :mod:`rlscale.envs.point_mass`), so every
+``rlscale/PointMassObstacle-v1``, see :mod:`rlscale.envs.point_mass`; ``rlscale/LaneKeeping-v0``,
+see :mod:`rlscale.envs.lane_keeping`), so every
 process that builds environments through rlscale, RLlib's EnvRunners included, finds them.
 """
 
-from rlscale.envs import continuous_cartpole, point_mass
+from rlscale.envs import continuous_cartpole, lane_keeping, point_mass
 from rlscale.envs.info import RECORD_VIDEO_KEY, EnvInfo, EnvListing
 from rlscale.envs.registry import list_envs, make_env, resolve_env
 from rlscale.envs.rllib import MULTI_AGENT_MODES, multi_agent_policies, register_with_rllib
 
 continuous_cartpole.register()
+lane_keeping.register()
 point_mass.register()
 
 __all__ = [

@@ -20,7 +20,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from rlscale.envs import point_mass
+from rlscale.envs import lane_keeping, point_mass
 from rlscale.errors import PolicyError, did_you_mean
 from rlscale.policies.base import Policy, PolicyFactory, sample_space
 
@@ -110,6 +110,26 @@ def inverted_pendulum_balance(_: gym.Space, action_space: gym.Space) -> Policy:
     def act(observation: Any, rng: np.random.Generator) -> np.ndarray:
         force = float(gains @ np.asarray(observation, dtype=np.float64))
         return np.clip([force], low, high).astype(action_space.dtype)
+
+    return act
+
+
+LANE_POSITION_GAIN = 4.0
+LANE_VELOCITY_GAIN = 3.0
+"""``lane_keeping``'s feedback: with the drift and the curve cancelled, the offset obeys
+``d'' = -4 d - 3 v``, which settles without overshoot to speak of within about 2 s."""
+
+
+@register_scripted("lane_keeping")
+def lane_keeping_expert(_: gym.Space, __: gym.Space) -> Policy:
+    """Steers with the curve of ``rlscale/LaneKeeping-v0``, cancels the drift, and pulls the
+    offset back with a PD law. From the env's start (on the centre line, at rest) it stays
+    there exactly, steering by the curvature alone."""
+
+    def act(observation: Any, rng: np.random.Generator) -> np.ndarray:
+        offset, speed, curvature = (float(v) for v in observation)
+        correction = (lane_keeping.DRIFT + LANE_POSITION_GAIN) * offset + LANE_VELOCITY_GAIN * speed
+        return np.array([np.clip(curvature - correction, -1.0, 1.0)], dtype=np.float32)
 
     return act
 
