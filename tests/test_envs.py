@@ -14,15 +14,18 @@ import sys
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
 
 from rlscale.envs import (
     MULTI_AGENT_MODES,
     RECORD_VIDEO_KEY,
     EnvInfo,
     EnvListing,
+    lane_keeping,
     list_envs,
     make_env,
     multi_agent_policies,
+    point_mass,
     register_with_rllib,
     resolve_env,
 )
@@ -487,3 +490,10 @@ def test_an_unknown_family_is_an_error_that_lists_the_known_ones():
         list_envs(False, family="mujoc")
     with pytest.raises(UnknownEnvironmentError, match="Known: .*classic_control"):
         list_envs(False, family="nope")
+
+
+@pytest.mark.parametrize("env_id", [point_mass.ENV_ID, lane_keeping.ENV_ID])
+def test_rlscales_own_tasks_pass_gymnasiums_checker_and_are_listed_as_its_own(env_id):
+    check_env(gym.make(env_id).unwrapped)
+    listed = [listing.name for listing in list_envs(include_spaces=False, family="rlscale")]
+    assert env_id in listed
