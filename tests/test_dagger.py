@@ -342,9 +342,9 @@ def test_dagger_reaches_the_expert_where_behaviour_cloning_does_not(ray_local, t
     expert's own states) does not.
 
     The expert never leaves the lane's centre line, so its states show no correction, and the
-    lane's drift makes any cloned error grow: on seeds 0-4 DAgger scored 1.00 each and
-    behaviour cloning 0.30 to 0.60 (docs/imitation.md). On Pendulum-v1 and CartPole-v1 the
-    random starts already show deviations, and cloning reaches the expert."""
+    lane's drift makes any cloned error grow (the figures over seeds: docs/imitation.md). On
+    Pendulum-v1 and CartPole-v1 the random starts already show deviations, and cloning
+    reaches the expert."""
     env_id, expert_name, episodes, seed = lane_keeping.ENV_ID, "lane_keeping", 5, 0
     expert = float(np.mean(_scripted_returns(env_id, expert_name, episodes, seed)))
     random = float(np.mean(_scripted_returns(env_id, "random", 20, seed)))

@@ -54,9 +54,9 @@ DISCRETE_ACTION_DEFAULTS: dict[str, Any] = {
     "normalize_actions": False,
 }
 BOX_ACTION_DEFAULTS: dict[str, Any] = {"initial_log_std": -0.5}
+"""What every policy-gradient config changes for Box actions (on top of its own values)."""
 GRAD_CLIP = 0.5
 """The global-norm gradient clip the three share (A2C lifts it for Discrete actions)."""
-"""What every policy-gradient config changes for Box actions (on top of its own values)."""
 
 
 class ActorCriticConfig(RlscaleConfigMixin, RLlibPPOConfig):
