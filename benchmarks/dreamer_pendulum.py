@@ -22,6 +22,14 @@ nothing with one env, since RLlib's training step trains at least one batch per 
 RLlib trains one batch per N env steps and ``--peer-envs 16 --peer-training-ratio 64`` runs it
 at rlscale's ratio of 64 replayed steps per env step. A smoke test:
 ``--marks 1100 --seeds 0 --peer-seeds 0 --set random_warmup_steps=200``.
+
+``--peer-keep DIR`` lets DreamerV3's runs span sessions: each seed's run keeps itself in
+``DIR/seedS`` (RLlib's checkpoint, the replay's own state, which RLlib's checkpoint leaves out,
+and the marks and curve so far) every ``--peer-save-every`` env steps and when it stops; the
+same call later continues from there, with the wall and CPU time of the earlier segments added.
+A stop by Ctrl-C loses at most the steps since the last save. The checkpoint does not hold the
+episodes in progress (they restart) or the random generators' states (they start afresh), so a
+continued run is not bit-identical to one that never stopped.
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import pickle
 import resource
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -78,19 +88,97 @@ def peer_algorithm(seed: int, training_ratio: float, num_envs: int):
     return config.build_algo()
 
 
-def run(build: Callable[[], object], marks: list[int], max_wall_s: float = math.inf) -> dict:
-    """Train until the last mark, or until ``max_wall_s`` seconds have passed (marks not reached
-    are left out); the smoothed return, times and gradient updates at the first iteration that
-    reaches each mark, and every iteration's (env steps, return, wall seconds, updates, mean
-    |pre-tanh action mean| or None)."""
-    wall, cpu = time.perf_counter(), cpu_seconds()
+class KeptRun:
+    """A run kept in a folder so that a later call continues it: RLlib's checkpoint of the
+    algorithm, its replay's own state (RLlib's new-stack checkpoint leaves the replay out), and
+    the progress (marks, curve, wall and CPU seconds, one entry per segment) in one
+    ``checkpoint`` folder, replaced whole at each save so a stop mid-save keeps the last one."""
+
+    def __init__(self, folder: Path, settings: dict, save_every: int):
+        self.folder = folder
+        self.settings = settings
+        self.save_every = save_every
+        self.saved_at = 0
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.folder / "checkpoint"
+
+    def restore(self, algorithm) -> dict | None:
+        """The progress of the earlier segments, with the algorithm and its replay restored;
+        None if nothing is kept yet."""
+        progress_file = self.checkpoint / "progress.json"
+        if not progress_file.exists():
+            return None
+        progress = json.loads(progress_file.read_text())
+        if progress["settings"] != self.settings:
+            raise SystemExit(
+                f"{self.folder} keeps a run with {progress['settings']}, not {self.settings}: "
+                "give the settings it was started with, or another --peer-keep folder."
+            )
+        algorithm.restore_from_path(self.checkpoint)
+        replay_state = pickle.loads((self.checkpoint / "replay.pkl").read_bytes())
+        algorithm.replay_buffer.set_state(replay_state)
+        self.saved_at = progress["curve"][-1][0]
+        print(f"  continuing from {self.saved_at} env steps kept in {self.folder}", flush=True)
+        return progress
+
+    def due(self, env_steps: int) -> bool:
+        return env_steps // self.save_every > self.saved_at // self.save_every
+
+    def save(self, algorithm, progress: dict) -> None:
+        writing = self.folder / "checkpoint.writing"
+        shutil.rmtree(writing, ignore_errors=True)
+        algorithm.save_to_path(writing)
+        (writing / "replay.pkl").write_bytes(pickle.dumps(algorithm.replay_buffer.get_state()))
+        (writing / "progress.json").write_text(json.dumps({"settings": self.settings, **progress}))
+        replaced = self.folder / "checkpoint.replaced"
+        shutil.rmtree(replaced, ignore_errors=True)
+        if self.checkpoint.exists():
+            self.checkpoint.rename(replaced)
+        writing.rename(self.checkpoint)
+        shutil.rmtree(replaced, ignore_errors=True)
+        self.saved_at = progress["curve"][-1][0]
+
+
+def run(
+    build: Callable[[], object],
+    marks: list[int],
+    max_wall_s: float = math.inf,
+    kept: KeptRun | None = None,
+) -> dict:
+    """Train until the last mark, or until ``max_wall_s`` seconds of this call have passed
+    (marks not reached are left out); the smoothed return, times and gradient updates at the
+    first iteration that reaches each mark, and every iteration's (env steps, return, wall
+    seconds, updates, mean |pre-tanh action mean| or None). With ``kept``, the run continues
+    from what it keeps and keeps itself as it goes; times then count every segment."""
+    started = time.perf_counter()
+    wall, cpu = started, cpu_seconds()
     algorithm = build()
     at_marks: dict[str, dict] = {}
-    latest_return = float("nan")
-    curve = []
+    curve: list[list] = []
+    segments: list[dict] = []
+
+    def progress() -> dict:
+        segments[-1].update(to_env_steps=curve[-1][0], wall_s=time.perf_counter() - started)
+        return {
+            "marks": at_marks,
+            "curve": curve,
+            "segments": segments,
+            "wall_s": time.perf_counter() - wall,
+            "cpu_s": cpu_seconds() - cpu,
+        }
+
     try:
-        pending = sorted(marks)
-        while pending and time.perf_counter() - wall < max_wall_s:
+        earlier = kept.restore(algorithm) if kept else None
+        if earlier:
+            at_marks, curve, segments = earlier["marks"], earlier["curve"], earlier["segments"]
+            wall -= earlier["wall_s"]  # elapsed times below count the earlier segments too
+            cpu -= earlier["cpu_s"]
+        segments.append({"from_env_steps": curve[-1][0] if curve else 0})
+        latest_return = curve[-1][1] if curve else float("nan")
+        pending = [m for m in sorted(marks) if str(m) not in at_marks]
+        while pending and time.perf_counter() - started < max_wall_s:
             result = algorithm.train()
             runners = result["env_runners"]
             steps = int(runners["num_env_steps_sampled_lifetime"])
@@ -117,9 +205,16 @@ def run(build: Callable[[], object], marks: list[int], max_wall_s: float = math.
                     "cpu_s": cpu_seconds() - cpu,
                     "updates": updates,
                 }
+            if kept and kept.due(steps):
+                kept.save(algorithm, progress())
+        if kept and curve and kept.saved_at != curve[-1][0]:
+            kept.save(algorithm, progress())
     finally:
         algorithm.stop()
-    return {"marks": at_marks, "curve": curve}
+    if not curve:
+        return {"marks": at_marks, "curve": curve}
+    finished = progress()
+    return {key: finished[key] for key in ("marks", "curve", "segments")}
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -151,6 +246,19 @@ def main() -> None:
         help="stop the peer's run after this long; the marks it reached are kept",
     )
     parser.add_argument(
+        "--peer-keep",
+        type=Path,
+        metavar="DIR",
+        help="keep each peer run in DIR/seedS and continue it from there in a later call",
+    )
+    parser.add_argument(
+        "--peer-save-every",
+        type=int,
+        default=1_000,
+        metavar="ENV_STEPS",
+        help="env steps between the kept peer run's saves (with --peer-keep)",
+    )
+    parser.add_argument(
         "--set", nargs="*", default=[], metavar="KEY=JSON", help="rlscale dreamer overrides"
     )
     parser.add_argument(
@@ -169,6 +277,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.peer_envs < 1:
         parser.error(f"--peer-envs must be at least 1, got {args.peer_envs}")
+    if args.peer_save_every < 1:
+        parser.error(f"--peer-save-every must be at least 1, got {args.peer_save_every}")
     overrides = parse_overrides(args.set)
 
     import ray
@@ -189,10 +299,20 @@ def main() -> None:
                 lambda seed=seed: rlscale_algorithm(seed, overrides, args.pixels), args.marks
             )
         else:
+            kept = None
+            if args.peer_keep:
+                settings = {
+                    "seed": seed,
+                    "model_size": "XS",
+                    "training_ratio": args.peer_training_ratio,
+                    "num_envs": args.peer_envs,
+                }
+                kept = KeptRun(args.peer_keep / f"seed{seed}", settings, args.peer_save_every)
             outcome = run(
                 lambda seed=seed: peer_algorithm(seed, args.peer_training_ratio, args.peer_envs),
                 args.marks,
                 args.peer_max_wall,
+                kept,
             )
         rows.append({"side": side, "seed": seed, **outcome})
     print(f"\n{'side':20s} {'seed':>4s} " + " ".join(f"{m:>20d}" for m in args.marks))
