@@ -107,6 +107,9 @@ class KeptRun:
     def restore(self, algorithm) -> dict | None:
         """The progress of the earlier segments, with the algorithm and its replay restored;
         None if nothing is kept yet."""
+        replaced = self.folder / "checkpoint.replaced"
+        if replaced.exists() and not self.checkpoint.exists():
+            replaced.rename(self.checkpoint)  # a save stopped between its two renames
         progress_file = self.checkpoint / "progress.json"
         if not progress_file.exists():
             return None
