@@ -51,6 +51,8 @@ PRINT_EVERY = 1_000
 """Env steps between progress lines (DreamerV3's iterations can be a single env step)."""
 PEER_TRAINING_RATIO = 1024
 """RLlib's Pendulum example's training ratio (replayed steps per env step)."""
+PEER_MODEL_SIZE = "XS"
+"""DreamerV3's size here: its smallest, the one nearest rlscale's dreamer."""
 
 
 def cpu_seconds() -> float:
@@ -81,7 +83,7 @@ def peer_algorithm(seed: int, training_ratio: float, num_envs: int):
         .framework("torch")
         .environment(ENV)
         .env_runners(num_env_runners=0, num_envs_per_env_runner=num_envs)
-        .training(model_size="XS", training_ratio=training_ratio)
+        .training(model_size=PEER_MODEL_SIZE, training_ratio=training_ratio)
         .reporting(metrics_num_episodes_for_smoothing=SMOOTHING_EPISODES)
         .debugging(seed=seed)
     )
@@ -104,12 +106,16 @@ class KeptRun:
     def checkpoint(self) -> Path:
         return self.folder / "checkpoint"
 
+    @property
+    def replaced(self) -> Path:
+        """Where a save moves the previous checkpoint until the new one is in place."""
+        return self.folder / "checkpoint.replaced"
+
     def restore(self, algorithm) -> dict | None:
         """The progress of the earlier segments, with the algorithm and its replay restored;
         None if nothing is kept yet."""
-        replaced = self.folder / "checkpoint.replaced"
-        if replaced.exists() and not self.checkpoint.exists():
-            replaced.rename(self.checkpoint)  # a save stopped between its two renames
+        if self.replaced.exists() and not self.checkpoint.exists():
+            self.replaced.rename(self.checkpoint)  # a save stopped between its two renames
         progress_file = self.checkpoint / "progress.json"
         if not progress_file.exists():
             return None
@@ -135,12 +141,11 @@ class KeptRun:
         algorithm.save_to_path(writing)
         (writing / "replay.pkl").write_bytes(pickle.dumps(algorithm.replay_buffer.get_state()))
         (writing / "progress.json").write_text(json.dumps({"settings": self.settings, **progress}))
-        replaced = self.folder / "checkpoint.replaced"
-        shutil.rmtree(replaced, ignore_errors=True)
+        shutil.rmtree(self.replaced, ignore_errors=True)
         if self.checkpoint.exists():
-            self.checkpoint.rename(replaced)
+            self.checkpoint.rename(self.replaced)
         writing.rename(self.checkpoint)
-        shutil.rmtree(replaced, ignore_errors=True)
+        shutil.rmtree(self.replaced, ignore_errors=True)
         self.saved_at = progress["curve"][-1][0]
 
 
@@ -214,10 +219,9 @@ def run(
             kept.save(algorithm, progress())
     finally:
         algorithm.stop()
-    if not curve:
-        return {"marks": at_marks, "curve": curve}
-    finished = progress()
-    return {key: finished[key] for key in ("marks", "curve", "segments")}
+    if curve:
+        progress()  # closes this segment's record
+    return {"marks": at_marks, "curve": curve, "segments": segments}
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -306,7 +310,7 @@ def main() -> None:
             if args.peer_keep:
                 settings = {
                     "seed": seed,
-                    "model_size": "XS",
+                    "model_size": PEER_MODEL_SIZE,
                     "training_ratio": args.peer_training_ratio,
                     "num_envs": args.peer_envs,
                 }
@@ -333,7 +337,7 @@ def main() -> None:
             "rlscale_overrides": overrides,
             "rlscale_pixels": args.pixels,
             "peer": {
-                "model_size": "XS",
+                "model_size": PEER_MODEL_SIZE,
                 "training_ratio": args.peer_training_ratio,
                 "num_envs": args.peer_envs,
                 "max_wall_s": args.peer_max_wall if math.isfinite(args.peer_max_wall) else None,
