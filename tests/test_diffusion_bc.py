@@ -53,6 +53,7 @@ def test_discrete_actions_are_refused_naming_what_fits():
         ({"beta_schedule": "cosine"}, "beta_schedule must be one of linear, squaredcos_cap_v2"),
         ({"ddim_eta": 2.0}, r"ddim_eta must lie in \[0, 1\], got 2.0"),
         ({"sampler": "euler"}, "sampler must be one of ddim, ddpm, got 'euler'"),
+        ({"ema_decay": 1.0}, r"ema_decay must lie in \[0, 1\), got 1.0"),
     ],
 )
 def test_bad_diffusion_settings_are_refused_before_ray(pendulum_dataset, hyperparameters, message):
@@ -66,13 +67,16 @@ def test_the_dataset_gives_the_module_its_observation_statistics(pendulum_datase
     assert len(statistics["obs_mean"]) == 3 and min(statistics["obs_std"]) > 0.01
 
 
-def _module(statistics: dict | None = None, **training) -> DiffusionBCModule:
+def _module(
+    statistics: dict | None = None, inference_only: bool = False, **training
+) -> DiffusionBCModule:
     config = DiffusionBCConfig().training(hidden_sizes=[32, 32], **training)
     config.dataset_statistics = statistics  # as attach_standardized_dataset sets it
     return DiffusionBCModule(
         observation_space=PENDULUM_OBSERVATIONS,
         action_space=PENDULUM_ACTIONS,
         model_config=config.model_config,
+        inference_only=inference_only,
     )
 
 
@@ -98,6 +102,64 @@ def test_observation_statistics_are_saved_with_the_weights():
     observations = torch.tensor([[3.0, 2.0, 7.0]])
     assert torch.equal(restored.standardized(observations), torch.tensor([[1.0, 0.0, 1.0]]))
     assert _module(statistics, standardize=False).obs_mean is None
+
+
+def _weights(diffusion: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([parameter.flatten() for parameter in diffusion.parameters()])
+
+
+def test_the_acting_weights_are_a_moving_average_of_the_trained_ones():
+    """The first update averages over few steps (decay 1/10, then 2/11, ...) up to
+    ``ema_decay``; with 0 the policy acts with the trained weights themselves."""
+    module = _module(ema_decay=0.5)
+    start = _weights(module.acting_diffusion)
+    assert torch.equal(start, _weights(module.diffusion))
+    with torch.no_grad():
+        for parameter in module.diffusion.parameters():
+            parameter.add_(1.0)
+    module.update_acting_weights()
+    assert torch.allclose(_weights(module.acting_diffusion), start + 0.9)
+    module.update_acting_weights()  # decay 2/11
+    assert torch.allclose(_weights(module.acting_diffusion), start + 0.9 + 0.1 * 9 / 11)
+    for _ in range(20):
+        module.update_acting_weights()  # decay 0.5 from the 9th update on
+    assert int(module.ema_updates) == 22
+    gap = _weights(module.diffusion) - _weights(module.acting_diffusion)
+    assert 0 < gap.max() < 1e-4
+    instant = _module(ema_decay=0.0)
+    with torch.no_grad():
+        next(instant.diffusion.parameters()).add_(1.0)
+    instant.update_acting_weights()
+    assert torch.equal(_weights(instant.acting_diffusion), _weights(instant.diffusion))
+
+
+def test_the_envrunners_copy_holds_the_acting_weights_alone():
+    trained = _module()
+    with torch.no_grad():
+        for parameter in trained.diffusion.parameters():
+            parameter.add_(1.0)
+    trained.update_acting_weights()
+    acting = _module(inference_only=True)
+    assert not hasattr(acting, "diffusion")
+    state = trained.get_state(inference_only=True)
+    assert not any(key.startswith("diffusion.") for key in state)
+    acting.set_state(state)
+    assert torch.equal(_weights(acting.acting_diffusion), _weights(trained.acting_diffusion))
+
+
+def test_a_checkpoint_from_before_the_moving_average_acts_with_its_trained_weights():
+    trained = _module()
+    with torch.no_grad():
+        for parameter in trained.diffusion.parameters():
+            parameter.add_(1.0)
+    state = {
+        key: value
+        for key, value in trained.get_state().items()
+        if not key.startswith("acting_diffusion.") and key != "ema_updates"
+    }
+    restored = _module(inference_only=True)
+    restored.set_state(state)
+    assert torch.equal(_weights(restored.acting_diffusion), _weights(trained.diffusion))
 
 
 def test_the_noise_prediction_loss_falls_as_the_module_fits_a_policy():

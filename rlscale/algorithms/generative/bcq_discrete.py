@@ -48,6 +48,7 @@ from rlscale.algorithms.common.offline import (
     offline_training_step,
     set_offline_defaults,
 )
+from rlscale.modules.generative.inputs import is_real
 from rlscale.modules.networks.mlp import build_mlp
 from rlscale.modules.rl_modules.discrete_q import DiscreteQModule
 
@@ -115,22 +116,18 @@ class DiscreteBCQConfig(RlscaleConfigMixin, NextObservationsForOfflineDQN, RLlib
                 "its target); leave double_q=True."
             )
         threshold = self.bcq_threshold
-        if not _is_real(threshold) or not 0.0 <= threshold < 1.0:
+        if not is_real(threshold) or not 0.0 <= threshold < 1.0:
             self._value_error(
                 f"bcq_threshold (τ) must lie in [0, 1), got {threshold!r}: actions with "
                 "G(a|s) / max G(·|s) > τ are allowed, so at 1 or above none would be "
                 "(0.3 is the paper's; 0 allows every action, offline DQN)."
             )
         penalty = self.imitation_logit_penalty
-        if not _is_real(penalty) or not math.isfinite(penalty) or penalty < 0:
+        if not is_real(penalty) or not math.isfinite(penalty) or penalty < 0:
             self._value_error(
                 f"imitation_logit_penalty must be a number >= 0, got {penalty!r} (0.01 is "
                 "the paper's weight on the imitation logits' mean square)."
             )
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def allowed_actions(logits: torch.Tensor, threshold: float) -> torch.Tensor:

@@ -13,6 +13,12 @@ distribution ``p(a | s)``. The Learner minimizes DDPM's noise-prediction loss on
 and the policy acts by running DDIM (Song, Meng & Ermon 2021,
 https://arxiv.org/abs/2010.02502) over ``ddim_steps`` of the ``diffusion_steps`` indices from
 Gaussian noise, on the EnvRunner's CPU copy (``ddim_eta`` 0: deterministic given the noise).
+As in Diffusion Policy, the policy that acts is an exponential moving average of the trained
+weights, updated after every gradient step (``ema_decay``; the first steps average over fewer
+updates, ``min(ema_decay, (1 + n) / (10 + n))`` after ``n`` of them). Where the data has two
+modes, the share of samples that falls to each rests on where the model puts the boundary
+between them in noise space; the last weights of a constant-rate Adam run move it from one
+update to the next, their average far less.
 The model is ``rlscale.modules.generative.ConditionalDiffusion``; actions are modelled in the
 units the learner sees them in ([-1, 1] with RLlib's ``normalize_actions``, the default), and
 observations are standardized with the dataset's statistics (``standardize``, as for ``bc``).
@@ -26,6 +32,7 @@ greedy diffusion policy has no single mode to return.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -33,9 +40,11 @@ import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 
+from rlscale.algorithms.common.polyak import polyak_step
 from rlscale.algorithms.offline.bc import (
     BC,
     BCConfig,
@@ -50,7 +59,7 @@ from rlscale.modules.generative.diffusion import (
     DiffusionSettings,
     sample_with,
 )
-from rlscale.modules.generative.inputs import is_int
+from rlscale.modules.generative.inputs import is_int, is_real
 
 DIFFUSION_LOSS = "diffusion_loss"
 DEFAULTS = DiffusionSettings()
@@ -66,6 +75,7 @@ class DiffusionBCConfig(BCConfig):
         "sampler",
         "ddim_steps",
         "ddim_eta",
+        "ema_decay",
     )
 
     def __init__(self, algo_class=None):
@@ -82,6 +92,10 @@ class DiffusionBCConfig(BCConfig):
         10 keeps a CPU EnvRunner's action well under 5 ms (docs/benchmarks.md)."""
         self.ddim_eta = 0.0
         """DDIM's noise weight: 0 is deterministic given the initial noise, 1 is DDPM-like."""
+        self.ema_decay = 0.999
+        """The decay of the acting weights' moving average, per gradient step: 0 acts with the
+        last trained weights. 0.999 averages over about the last 1,000 of a run's thousands
+        of updates."""
         # Diffusion Policy trains for hours at 1e-4; runs here are thousands of updates. On the
         # two-way point-mass check 1e-3 reached 97 % success in 4,000 updates, 3e-4 94 %
         # (and 79 % against 93 % at 2,000).
@@ -97,6 +111,7 @@ class DiffusionBCConfig(BCConfig):
             "sampler": self.sampler,
             "ddim_steps": self.ddim_steps,
             "ddim_eta": self.ddim_eta,
+            "ema_decay": self.ema_decay,
             "normalize_actions": self.normalize_actions,
         }
 
@@ -124,13 +139,20 @@ class DiffusionBCConfig(BCConfig):
                 f"ddim_steps must be an integer from 1 to diffusion_steps ({steps}), got "
                 f"{ddim!r}: DDIM samples with a sub-sequence of the trained noise levels"
             )
-        if not 0.0 <= float(self.ddim_eta) <= 1.0:
+        if not is_real(self.ddim_eta) or not 0.0 <= self.ddim_eta <= 1.0:
             self._value_error(f"ddim_eta must lie in [0, 1], got {self.ddim_eta!r}")
+        if not is_real(self.ema_decay) or not 0.0 <= self.ema_decay < 1.0:
+            self._value_error(
+                f"ema_decay must lie in [0, 1), got {self.ema_decay!r}: the moving average's "
+                "decay per update (0 acts with the last trained weights)"
+            )
 
 
-class DiffusionBCModule(TorchRLModule):
+class DiffusionBCModule(TorchRLModule, InferenceOnlyAPI):
     """Standardized observations into a ``ConditionalDiffusion`` over the actions; every
-    forward pass (exploration and inference alike) returns sampled ``actions``."""
+    forward pass (exploration and inference alike) returns ``actions`` sampled from the moving
+    average of the trained weights (``acting_diffusion``). The trained ``diffusion`` lives on
+    the Learner only."""
 
     def setup(self) -> None:
         config = self.model_config
@@ -153,17 +175,46 @@ class DiffusionBCModule(TorchRLModule):
             hidden_sizes=tuple(config["hidden_sizes"]),
             activation=config["activation"],
         )
-        self.diffusion = ConditionalDiffusion(
+        self.acting_diffusion = ConditionalDiffusion(
             action_size, observation_size, settings, action_low=low, action_high=high
-        )
+        ).requires_grad_(False)
         self.sampler = config["sampler"]
         self.ddim_steps = int(config["ddim_steps"])
         self.ddim_eta = float(config["ddim_eta"])
+        self.ema_decay = float(config["ema_decay"])
+        # Kept with the weights, so that a resumed run goes on with the same warm-up.
+        self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+        if not self.inference_only:
+            self.diffusion = copy.deepcopy(self.acting_diffusion).requires_grad_(True)
+
+    def get_non_inference_attributes(self) -> list[str]:
+        return ["diffusion"]
+
+    @torch.no_grad()
+    def update_acting_weights(self) -> None:
+        """One step of the acting weights' moving average toward the trained ones."""
+        updates = int(self.ema_updates)
+        decay = min(self.ema_decay, (1 + updates) / (10 + updates))
+        polyak_step(self.diffusion, self.acting_diffusion, 1.0 - decay)
+        self.ema_updates += 1
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        # Checkpoints written before the moving average acted with ``diffusion`` itself.
+        if not any(key.startswith("acting_diffusion.") for key in state):
+            state = {"ema_updates": np.array(0)} | dict(state)
+            for key, value in list(state.items()):
+                if key.startswith("diffusion."):
+                    state[f"acting_{key}"] = value
+        super().set_state(state)
 
     def sample_actions(self, standardized_observations: torch.Tensor) -> torch.Tensor:
         """One action per row with the acting sampler (``sampler``, ``ddim_steps``, η)."""
         return sample_with(
-            self.diffusion, standardized_observations, self.sampler, self.ddim_steps, self.ddim_eta
+            self.acting_diffusion,
+            standardized_observations,
+            self.sampler,
+            self.ddim_steps,
+            self.ddim_eta,
         )
 
     def standardized(self, observations: torch.Tensor) -> torch.Tensor:
@@ -179,7 +230,22 @@ class DiffusionBCModule(TorchRLModule):
 
 
 class DiffusionBCLearner(TorchLearner):
-    """DDPM's noise-prediction loss on the batch's (observation, action) pairs."""
+    """DDPM's noise-prediction loss on the batch's (observation, action) pairs; the acting
+    weights' moving average follows every gradient step."""
+
+    def configure_optimizers_for_module(self, module_id, config=None) -> None:
+        params = list(self.module[module_id].unwrapped().diffusion.parameters())
+        self.register_optimizer(
+            module_id=module_id,
+            optimizer=torch.optim.Adam(params),
+            params=params,
+            lr_or_lr_schedule=config.lr,
+        )
+
+    def apply_gradients(self, gradients_dict) -> None:
+        super().apply_gradients(gradients_dict)
+        for module in self.module.values():
+            module.unwrapped().update_acting_weights()
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
         module = self.module[module_id].unwrapped()

@@ -87,3 +87,8 @@ def check_sizes(action_size: int, condition_size: int) -> None:
 def is_int(value: object) -> bool:
     """An integer that is not a bool (``True`` passes ``isinstance(value, int)``)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_real(value: object) -> bool:
+    """An int or a float that is not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool)

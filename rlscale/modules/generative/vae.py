@@ -74,6 +74,7 @@ from rlscale.modules.generative.inputs import (
     check_sizes,
     describe,
     is_int,
+    is_real,
 )
 from rlscale.modules.networks.mlp import ACTIVATIONS, build_mlp
 
@@ -122,11 +123,11 @@ class VAESettings:
             )
         if any(not is_int(size) or size < 1 for size in self.hidden_sizes):
             raise ValueError(f"hidden_sizes must be positive integers, got {self.hidden_sizes}")
-        if not _is_real(self.beta) or not math.isfinite(self.beta) or self.beta < 0:
+        if not is_real(self.beta) or not math.isfinite(self.beta) or self.beta < 0:
             raise ValueError(f"beta must be a finite number >= 0, got beta={self.beta!r}")
         self._check_log_std_bounds()
         clip = self.latent_clip
-        if clip is not None and (not _is_real(clip) or not math.isfinite(clip) or clip <= 0):
+        if clip is not None and (not is_real(clip) or not math.isfinite(clip) or clip <= 0):
             raise ValueError(
                 f"latent_clip must be a finite number > 0 or None (no clipping), "
                 f"got latent_clip={clip!r}"
@@ -140,17 +141,13 @@ class VAESettings:
         bounds = self.log_std_bounds
         if (
             len(bounds) != 2
-            or not all(_is_real(bound) and math.isfinite(bound) for bound in bounds)
+            or not all(is_real(bound) and math.isfinite(bound) for bound in bounds)
             or not bounds[0] < bounds[1]
         ):
             raise ValueError(
                 f"log_std_bounds must be two finite numbers (low, high) with low < high, "
                 f"got log_std_bounds={bounds!r}"
             )
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class VAELoss(NamedTuple):

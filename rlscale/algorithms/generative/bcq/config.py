@@ -39,7 +39,7 @@ from rlscale.algorithms.common.offline import (
 )
 from rlscale.algorithms.generative.bcq.learner import BCQLearner
 from rlscale.algorithms.generative.bcq.module import BCQModule
-from rlscale.modules.generative.inputs import is_int
+from rlscale.modules.generative.inputs import is_int, is_real
 from rlscale.modules.generative.vae import VAESettings
 
 VAE_DEFAULTS = VAESettings()
@@ -107,14 +107,14 @@ class BCQConfig(RlscaleConfigMixin, RLlibCQLConfig):
     def validate(self) -> None:
         super().validate()
         scale = self.perturbation_scale
-        if not _is_real(scale) or not 0.0 <= scale <= 1.0:
+        if not is_real(scale) or not 0.0 <= scale <= 1.0:
             self._value_error(
                 f"perturbation_scale (Φ) must lie in [0, 1], got {scale!r}: the perturbation "
                 "moves a VAE sample by at most Φ times the half action range (0.05 is the "
                 "paper's; 0 acts with the VAE's samples alone)."
             )
         weight = self.target_min_weight
-        if not _is_real(weight) or not 0.0 <= weight <= 1.0:
+        if not is_real(weight) or not 0.0 <= weight <= 1.0:
             self._value_error(
                 f"target_min_weight (λ) must lie in [0, 1], got {weight!r}: the target weighs "
                 "the twin critics' min by λ and their max by 1 − λ (0.75 is the paper's)."
@@ -136,15 +136,15 @@ class BCQConfig(RlscaleConfigMixin, RLlibCQLConfig):
                 f"[128, 128], got {widths!r}"
             )
         beta = self.vae_beta
-        if not _is_real(beta) or not math.isfinite(beta) or beta < 0:
+        if not is_real(beta) or not math.isfinite(beta) or beta < 0:
             self._value_error(f"vae_beta (the KL weight) must be a number >= 0, got {beta!r}")
         for key in ("vae_lr", "actor_lr", "critic_lr"):
             lr = getattr(self, key)
-            if _is_real(lr) and not (math.isfinite(lr) and lr > 0):
+            if is_real(lr) and not (math.isfinite(lr) and lr > 0):
                 self._value_error(
                     f"{key} must be a positive learning rate, such as 1e-3, got {lr!r}"
                 )
-        if not _is_real(self.tau) or not 0.0 < self.tau <= 1.0:
+        if not is_real(self.tau) or not 0.0 < self.tau <= 1.0:
             self._value_error(
                 f"tau must lie in (0, 1], got {self.tau!r}: the Polyak rate of the target "
                 "critics and perturbation network per gradient step."
@@ -155,10 +155,6 @@ class BCQConfig(RlscaleConfigMixin, RLlibCQLConfig):
 
     def get_default_learner_class(self) -> type[BCQLearner]:
         return BCQLearner
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class BCQ(ReleasesDataIterators, RLlibCQL):

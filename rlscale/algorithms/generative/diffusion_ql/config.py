@@ -47,7 +47,7 @@ from rlscale.algorithms.generative.diffusion_ql.learner import DiffusionQLLearne
 from rlscale.algorithms.generative.diffusion_ql.module import DiffusionQLModule
 from rlscale.algorithms.value_based.sac import UNIFORM_REPLAY
 from rlscale.modules.generative.diffusion import BETA_SCHEDULES, SAMPLERS
-from rlscale.modules.generative.inputs import is_int
+from rlscale.modules.generative.inputs import is_int, is_real
 
 
 class DiffusionQLConfig(RlscaleConfigMixin, RLlibCQLConfig):
@@ -184,7 +184,7 @@ class DiffusionQLConfig(RlscaleConfigMixin, RLlibCQLConfig):
                 f"ddim_steps={ddim} only applies to sampler='ddim' (DDPM runs all "
                 f"{steps} steps); set sampler='ddim' or leave ddim_steps unset."
             )
-        if not _is_real(self.ddim_eta) or not 0.0 <= self.ddim_eta <= 1.0:
+        if not is_real(self.ddim_eta) or not 0.0 <= self.ddim_eta <= 1.0:
             self._value_error(f"ddim_eta must lie in [0, 1], got {self.ddim_eta!r}")
         for key, paper in (("num_candidate_actions", 50), ("num_backup_samples", 10)):
             value = getattr(self, key)
@@ -204,27 +204,25 @@ class DiffusionQLConfig(RlscaleConfigMixin, RLlibCQLConfig):
 
     def _validate_training(self) -> None:
         eta = self.eta
-        if not _is_real(eta) or not math.isfinite(eta) or eta < 0:
+        if not is_real(eta) or not math.isfinite(eta) or eta < 0:
             self._value_error(
                 f"eta (η) must be a number >= 0, got {eta!r}: the weight of the Q term "
                 "against cloning (the paper's 1.0 on locomotion; 0 is diffusion BC with critics)."
             )
         for key in ("actor_grad_clip", "critic_grad_clip"):
             bound = getattr(self, key)
-            if bound is not None and (
-                not _is_real(bound) or not math.isfinite(bound) or bound <= 0
-            ):
+            if bound is not None and (not is_real(bound) or not math.isfinite(bound) or bound <= 0):
                 self._value_error(
                     f"{key} must be a positive gradient-norm bound or null (no clipping), "
                     f"got {bound!r}"
                 )
         for key in ("actor_lr", "critic_lr"):
             lr = getattr(self, key)
-            if _is_real(lr) and not (math.isfinite(lr) and lr > 0):
+            if is_real(lr) and not (math.isfinite(lr) and lr > 0):
                 self._value_error(
                     f"{key} must be a positive learning rate, such as 3e-4, got {lr!r}"
                 )
-        if not _is_real(self.tau) or not 0.0 < self.tau <= 1.0:
+        if not is_real(self.tau) or not 0.0 < self.tau <= 1.0:
             self._value_error(
                 f"tau must lie in (0, 1], got {self.tau!r}: the Polyak rate of the target "
                 "critics and the EMA policy per gradient step."
@@ -235,10 +233,6 @@ class DiffusionQLConfig(RlscaleConfigMixin, RLlibCQLConfig):
 
     def get_default_learner_class(self) -> type[DiffusionQLLearner]:
         return DiffusionQLLearner
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class DiffusionQL(ReleasesDataIterators, RLlibCQL):
