@@ -13,12 +13,13 @@ distribution ``p(a | s)``. The Learner minimizes DDPM's noise-prediction loss on
 and the policy acts by running DDIM (Song, Meng & Ermon 2021,
 https://arxiv.org/abs/2010.02502) over ``ddim_steps`` of the ``diffusion_steps`` indices from
 Gaussian noise, on the EnvRunner's CPU copy (``ddim_eta`` 0: deterministic given the noise).
-As in Diffusion Policy, the policy that acts is an exponential moving average of the trained
-weights, updated after every gradient step (``ema_decay``; the first steps average over fewer
-updates, ``min(ema_decay, (1 + n) / (10 + n))`` after ``n`` of them). Where the data has two
-modes, the share of samples that falls to each rests on where the model puts the boundary
-between them in noise space; the last weights of a constant-rate Adam run move it from one
-update to the next, their average far less.
+The policy that acts is an exponential moving average of the trained weights, as DDPM's
+samples are drawn from (Ho et al. 2020, appendix B), updated after every gradient step
+(``ema_decay``). The first steps average over fewer updates: the decay after ``n`` of them is
+``min(ema_decay, (1 + n) / (10 + n))``, the warm-up of TensorFlow's
+``ExponentialMovingAverage``. Where the data has two modes, the share of samples that falls to
+each rests on where the model puts the boundary between them in noise space; the last weights
+of a constant-rate Adam run move it from one update to the next, their average far less.
 The model is ``rlscale.modules.generative.ConditionalDiffusion``; actions are modelled in the
 units the learner sees them in ([-1, 1] with RLlib's ``normalize_actions``, the default), and
 observations are standardized with the dataset's statistics (``standardize``, as for ``bc``).
