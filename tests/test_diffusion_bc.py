@@ -108,15 +108,21 @@ def _weights(diffusion: torch.nn.Module) -> torch.Tensor:
     return torch.cat([parameter.flatten() for parameter in diffusion.parameters()])
 
 
-def test_the_acting_weights_are_a_moving_average_of_the_trained_ones():
-    """The first update averages over few steps (decay 1/10, then 2/11, ...) up to
-    ``ema_decay``; with 0 the policy acts with the trained weights themselves."""
-    module = _module(ema_decay=0.5)
-    start = _weights(module.acting_diffusion)
-    assert torch.equal(start, _weights(module.diffusion))
+def _trained(**training) -> DiffusionBCModule:
+    """A module whose trained weights moved 1 away from the acting ones, as updates move them."""
+    module = _module(**training)
     with torch.no_grad():
         for parameter in module.diffusion.parameters():
             parameter.add_(1.0)
+    return module
+
+
+def test_the_acting_weights_are_a_moving_average_of_the_trained_ones():
+    """The first update averages over few steps (decay 1/10, then 2/11, ...) up to
+    ``ema_decay``; with 0 the policy acts with the trained weights themselves."""
+    module = _trained(ema_decay=0.5)
+    start = _weights(module.acting_diffusion)
+    assert torch.equal(start + 1.0, _weights(module.diffusion))
     module.update_acting_weights()
     assert torch.allclose(_weights(module.acting_diffusion), start + 0.9)
     module.update_acting_weights()  # decay 2/11
@@ -126,18 +132,13 @@ def test_the_acting_weights_are_a_moving_average_of_the_trained_ones():
     assert int(module.ema_updates) == 22
     gap = _weights(module.diffusion) - _weights(module.acting_diffusion)
     assert 0 < gap.max() < 1e-4
-    instant = _module(ema_decay=0.0)
-    with torch.no_grad():
-        next(instant.diffusion.parameters()).add_(1.0)
+    instant = _trained(ema_decay=0.0)
     instant.update_acting_weights()
     assert torch.equal(_weights(instant.acting_diffusion), _weights(instant.diffusion))
 
 
 def test_the_envrunners_copy_holds_the_acting_weights_alone():
-    trained = _module()
-    with torch.no_grad():
-        for parameter in trained.diffusion.parameters():
-            parameter.add_(1.0)
+    trained = _trained()
     trained.update_acting_weights()
     acting = _module(inference_only=True)
     assert not hasattr(acting, "diffusion")
@@ -148,10 +149,7 @@ def test_the_envrunners_copy_holds_the_acting_weights_alone():
 
 
 def test_a_checkpoint_from_before_the_moving_average_acts_with_its_trained_weights():
-    trained = _module()
-    with torch.no_grad():
-        for parameter in trained.diffusion.parameters():
-            parameter.add_(1.0)
+    trained = _trained()
     state = {
         key: value
         for key, value in trained.get_state().items()
@@ -169,7 +167,7 @@ def test_the_noise_prediction_loss_falls_as_the_module_fits_a_policy():
     module = _module()
     observations = torch.randn(512, 3)
     actions = torch.tanh(observations[:, :1] - observations[:, 1:2])
-    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(module.diffusion.parameters(), lr=1e-3)
 
     def loss() -> torch.Tensor:
         return module.diffusion.loss(actions, module.standardized(observations))
